@@ -1,0 +1,116 @@
+"""Atomic file writes and strict checkpoint loading.
+
+Every artifact is written to a temporary file in the destination folder and then
+renamed over the final name (`os.replace` is atomic on POSIX and Windows), so a
+reader never sees a half-written file and a crashed run leaves only `*.tmp-*`
+leftovers, which `clean_partial_files` removes on the next run.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Mapping
+
+TMP_MARKER = ".tmp-"
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; rename it to `path` on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + TMP_MARKER, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_csv(path: str | os.PathLike, df, **to_csv_kwargs) -> None:
+    """Write a pandas DataFrame as CSV atomically (index off unless asked)."""
+    to_csv_kwargs.setdefault("index", False)
+    atomic_write_text(path, df.to_csv(**to_csv_kwargs))
+
+
+def atomic_torch_save(path: str | os.PathLike, obj) -> None:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def clean_partial_files(folder: str | os.PathLike) -> int:
+    """Delete temp files a crashed run left behind; return how many."""
+    folder = Path(folder)
+    if not folder.exists():
+        return 0
+    stale = [p for p in folder.iterdir() if TMP_MARKER in p.name]
+    for p in stale:
+        p.unlink()
+    return len(stale)
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, unreadable, or has the wrong layout."""
+
+
+def load_checkpoint(path: str | os.PathLike) -> Mapping:
+    """`torch.load(path, weights_only=True)` with an error that names the file."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle/zip errors carry no file name
+        raise CheckpointError(f"cannot load checkpoint {path} with weights_only=True: {exc}") from exc
+
+
+def load_state_dict_strict(module, state_dict: Mapping, source: str) -> None:
+    """`module.load_state_dict(state_dict, strict=True)` with a readable error.
+
+    The error names `source` (file and key) and lists missing / unexpected keys
+    and shape mismatches, instead of PyTorch's single long line.
+    """
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    shapes = sorted(
+        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in set(own) & set(state_dict)
+        if tuple(own[k].shape) != tuple(state_dict[k].shape)
+    )
+    if missing or unexpected or shapes:
+        lines = [f"{source} does not match {type(module).__name__}'s layout:"]
+        for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)):
+            if items:
+                lines.append(f"  {title} ({len(items)}): " + ", ".join(items[:20]) + (" ..." if len(items) > 20 else ""))
+        raise CheckpointError("\n".join(lines))
+    module.load_state_dict(state_dict, strict=True)

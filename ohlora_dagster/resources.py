@@ -1,0 +1,119 @@
+"""One resource for where and how the pipeline runs.
+
+`OhloraSettings` holds the environment (storage root, device, checkpoint locations,
+batch size) and the few run-wide knobs the user asked to set in one place (mode,
+seed, image count). Edit it in the Launchpad under `resources: settings: config:`,
+or with OHLORA_* environment variables, which the defaults read.
+"""
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import dagster as dg
+from pydantic import Field
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Full mode runs on these (see README "Full mode").
+FULL_N_IMAGES = 10_000
+FULL_N_LABELLED = 2_000
+# Smoke mode: the same code paths at sizes a 2-core CPU finishes in minutes.
+SMOKE_N_IMAGES = 40
+SMOKE_N_LABELLED = 30
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+class OhloraSettings(dg.ConfigurableResource):
+    """Where artifacts live, which weights to use, and on what device."""
+
+    mode: Literal["auto", "smoke", "full"] = Field(
+        default_factory=lambda: _env("OHLORA_MODE", "auto"),
+        description="full: real checkpoints; smoke: deterministic random weights and stand-in labels; "
+        "auto: full when the StyleGAN checkpoint exists, else smoke.",
+    )
+    storage_root: str = Field(
+        default_factory=lambda: _env("OHLORA_STORAGE", str(REPO_ROOT / "storage")),
+        description="Root for models/, labels/ and artifacts/ (absolute, or relative to the repo).",
+    )
+    device: str = Field(
+        default_factory=lambda: _env("OHLORA_DEVICE", "auto"),
+        description="torch device for model work: auto (cuda when available), cpu, cuda, cuda:1, ...",
+    )
+    seed: int = Field(default=0, description="Seed of every random choice: z (with the image index), inits, splits.")
+    n_images: int | None = Field(default=None, description="Images to generate; default 10,000 (full) / 40 (smoke).")
+    n_labelled: int | None = Field(default=None, description="Hand-labelled images; default 2,000 (full) / 30 (smoke).")
+    batch_size: int = Field(default=16, description="Inference batch size for generation and parsing.")
+    stylegan_checkpoint: str = Field(
+        default="models/stylegan_celeba_partial256.pth",
+        description="genforce celeba_partial-256x256 checkpoint, relative to storage_root.",
+    )
+    facexformer_checkpoint: str = Field(
+        default="models/facexformer/ckpts/model.pt", description="Official FaceXFormer checkpoint, relative to storage_root."
+    )
+    hand_labels_csv: str = Field(
+        default="labels/synthesize_results_quality_and_gender.csv",
+        description="Hand labels (img_name,quality,gender), relative to storage_root.",
+    )
+
+    # -- derived -----------------------------------------------------------------
+    @property
+    def root(self) -> Path:
+        root = Path(self.storage_root)
+        return root if root.is_absolute() else REPO_ROOT / root
+
+    def path(self, relative: str) -> Path:
+        p = Path(relative)
+        return p if p.is_absolute() else self.root / p
+
+    @property
+    def resolved_mode(self) -> Literal["smoke", "full"]:
+        if self.mode == "auto":
+            return "full" if self.path(self.stylegan_checkpoint).is_file() else "smoke"
+        return self.mode
+
+    @property
+    def is_smoke(self) -> bool:
+        return self.resolved_mode == "smoke"
+
+    @property
+    def resolved_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    @property
+    def image_count(self) -> int:
+        return self.n_images or (SMOKE_N_IMAGES if self.is_smoke else FULL_N_IMAGES)
+
+    @property
+    def labelled_count(self) -> int:
+        return min(self.n_labelled or (SMOKE_N_LABELLED if self.is_smoke else FULL_N_LABELLED), self.image_count)
+
+    def artifact_dir(self, asset: str) -> Path:
+        """storage/artifacts/<mode>/<asset>/ — smoke and full artifacts never mix."""
+        return self.root / "artifacts" / self.resolved_mode / asset
+
+    def require_file(self, relative: str, what: str) -> Path:
+        """Full-mode input file, or an error that says where to put it."""
+        p = self.path(relative)
+        if not p.is_file():
+            raise FileNotFoundError(
+                f"{what} not found at {p}. Put it there (see README 'Full mode'), point "
+                f"settings to it, or run in smoke mode (settings.mode: smoke)."
+            )
+        return p
+
+    def mode_metadata(self) -> dict:
+        return {
+            "mode": self.resolved_mode,
+            "weights": "deterministic random weights (smoke mode) — NOT real faces"
+            if self.is_smoke
+            else "real checkpoints",
+            "device": self.resolved_device,
+            "seed": self.seed,
+        }
