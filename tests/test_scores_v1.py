@@ -1,0 +1,127 @@
+"""v1 property scores == the original `compute_property_scores.py`, value for value.
+
+Expected values come from running the original functions on the committed maps
+(tests/fixtures/scores/README.md). Every finite value must match bit for bit; where the original
+crashed / returned None / gave NaN we must give NaN and the matching flag.
+"""
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from ohlora_core.scores import (SCORE_NAMES, ScoreFlag, V1_VERSION, compute_scores_v1, load_parsing_png,
+                                load_v1_image)
+
+FIX = Path(__file__).parent / "fixtures" / "scores"
+
+
+@pytest.fixture(scope="module")
+def fixture():
+    data = np.load(FIX / "maps.npz")
+    expected = json.loads((FIX / "expected.json").read_text())
+    return list(data["names"]), data["parsing"], data["images"], expected
+
+
+@pytest.fixture(scope="module")
+def result(fixture):
+    _, parsing, images, _ = fixture
+    return compute_scores_v1(parsing, images)
+
+
+# What the original did (status in expected.json) -> the flag we must raise.
+NOSE_LT2 = {"no_nose", "single_nose_pixel", "all_background", "all_hair"}
+
+
+def expected_flag(map_name: str, score: str, status: str) -> ScoreFlag:
+    if status.startswith("crash"):
+        assert score == "hair_color" and status == "crash:AxisError"
+        return ScoreFlag.NO_HAIR_CRASH
+    if status == "none":
+        assert score == "hair_length"
+        return ScoreFlag.NO_HAIR_NONE
+    assert status == "nan" and score == "pose", (map_name, score, status)
+    return ScoreFlag.NOSE_FEWER_THAN_2 if map_name in NOSE_LT2 else ScoreFlag.NOSE_ONE_ROW_OR_COLUMN
+
+
+def test_every_value_matches_the_original(fixture, result):
+    names, _, _, expected = fixture
+    assert tuple(expected["score_names"]) == SCORE_NAMES
+    assert result.values.shape == (len(names), 7) and result.values.dtype == np.float64
+    checked = flagged = 0
+    for i, entry in enumerate(expected["maps"]):
+        assert entry["name"] == names[i]
+        for k, (status, value) in enumerate(entry["v1"]):
+            ours, flag = result.values[i, k], result.flags[i, k]
+            if status == "ok":
+                # bit-exact: same float64 bits, not just close
+                assert ours.hex() == float.fromhex(value).hex(), (names[i], SCORE_NAMES[k], ours, value)
+                assert flag == ScoreFlag.OK
+                checked += 1
+            else:
+                assert np.isnan(ours), (names[i], SCORE_NAMES[k])
+                assert flag == expected_flag(names[i], SCORE_NAMES[k], status), (names[i], SCORE_NAMES[k])
+                flagged += 1
+    assert checked > 400 and flagged == 10
+
+
+def test_flag_summary(result, fixture):
+    names = fixture[0]
+    counts = result.flag_counts()
+    assert counts == {"hair_color": {"NO_HAIR_CRASH": 2}, "hair_length": {"NO_HAIR_NONE": 2},
+                      "pose": {"NOSE_FEWER_THAN_2": 4, "NOSE_ONE_ROW_OR_COLUMN": 2}}
+    assert sorted(names[i] for i in result.flagged_rows()) == sorted(
+        ["no_hair", "all_background", "no_nose", "single_nose_pixel", "nose_one_column", "nose_one_row", "all_hair"])
+
+
+def test_batch_composition_does_not_matter(fixture, result, monkeypatch):
+    _, parsing, images, _ = fixture
+    import ohlora_core.scores.v1 as v1
+    monkeypatch.setattr(v1, "chunks", lambda n: (slice(s, min(n, s + 7)) for s in range(0, n, 7)))
+    perm = np.random.default_rng(0).permutation(len(parsing))
+    again = v1.compute_scores_v1(parsing[perm], images[perm])
+    np.testing.assert_array_equal(again.values, result.values[perm])
+    np.testing.assert_array_equal(again.flags, result.flags[perm])
+    single = compute_scores_v1(parsing[3:4], images[3:4])
+    np.testing.assert_array_equal(single.values, result.values[3:4])
+
+
+def test_channel_order_is_irrelevant(fixture, result):
+    _, parsing, images, _ = fixture
+    rgb = compute_scores_v1(parsing[:5], np.ascontiguousarray(images[:5, :, :, ::-1]))
+    np.testing.assert_array_equal(rgb.values, result.values[:5])
+
+
+def test_empty_batch_and_bad_input():
+    empty = compute_scores_v1(np.zeros((0, 224, 224), np.uint8), np.zeros((0, 224, 224, 3), np.uint8))
+    assert empty.values.shape == (0, 7) and empty.flags.shape == (0, 7)
+    with pytest.raises(ValueError, match="parsing maps must be uint8"):
+        compute_scores_v1(np.zeros((1, 224, 224), np.int64), np.zeros((1, 224, 224, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"v1 images must be uint8 of shape \(2, 224, 224, 3\)"):
+        compute_scores_v1(np.zeros((2, 224, 224), np.uint8), np.zeros((1, 224, 224, 3), np.uint8))
+    assert V1_VERSION == "v1.0"
+
+
+def test_loaders_decode_like_the_original(tmp_path, fixture):
+    _, parsing, images, _ = fixture
+    big = cv2.resize(images[0], (256, 256), interpolation=cv2.INTER_NEAREST)
+    jpg = tmp_path / "000123.jpg"
+    jpg.write_bytes(cv2.imencode(".jpg", big)[1].tobytes())
+    # the original's compute_all_image_scores: imdecode(fromfile) then resize INTER_LINEAR
+    ref = cv2.resize(cv2.imdecode(np.fromfile(jpg, dtype=np.uint8), cv2.IMREAD_COLOR), dsize=(224, 224),
+                     interpolation=cv2.INTER_LINEAR)
+    ours = load_v1_image(jpg)
+    assert ours.shape == (224, 224, 3) and ours.dtype == np.uint8
+    np.testing.assert_array_equal(ours, ref)
+    png = tmp_path / "parsing_000123.png"
+    png.write_bytes(cv2.imencode(".png", parsing[0])[1].tobytes())
+    np.testing.assert_array_equal(load_parsing_png(png), parsing[0])
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="broken.jpg: not a decodable image"):
+        load_v1_image(bad)
+    with pytest.raises(ValueError, match="expected a 224x224 parsing PNG"):
+        small = tmp_path / "small.png"
+        small.write_bytes(cv2.imencode(".png", parsing[0, :100])[1].tobytes())
+        load_parsing_png(small)
