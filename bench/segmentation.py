@@ -1,0 +1,177 @@
+"""Benchmark: our segmentation stage vs the original Oh-LoRA per-image flow.
+
+OURS: `load_facexformer` once + `make_mtcnn(device)` once + `segment_images`
+(batched MTCNN and FaceXFormer, batch 8), writing label map + face (+ overlay).
+
+REFERENCE (Oh-LoRA `segmentation/inference.py::test`, run per image): build the
+official FaceXFormer (github.com/Kartik-3004/facexformer, from --ref-dir), move
+it to the device, `torch.load` the checkpoint and load `state_dict_backbone`,
+build a new facenet MTCNN(keep_all=True) on CPU (as the original), detect,
+`adjust_bbox`, crop, Resize/ToTensor/Normalize, batch-1 forward with tasks=[0],
+softmax/argmax, write parsing / visualisation / face PNGs with cv2.
+Shim: the official code asks for `swin_b(weights='IMAGENET1K_V1')` (a download);
+here it gets `weights=None`, so the reference time leaves out the ImageNet
+weight load the original paid per image (the reference figure is a lower bound).
+
+Both use the same smoke checkpoint (random FaceXFormer weights, saved to a
+temp file) and the same images (256x256 JPEGs cut from skimage's astronaut).
+
+    python bench/segmentation.py [--device cuda] [--n 32] [--ref-n 8] [--ref-dir .ref/facexformer]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ohlora_core.segmentation.face_crop import make_mtcnn  # noqa: E402
+from ohlora_core.segmentation.facexformer import load_facexformer, smoke_facexformer  # noqa: E402
+from ohlora_core.segmentation.pipeline import read_label_map, segment_images  # noqa: E402
+
+
+def make_images(folder: Path, n: int) -> list[Path]:
+    """n deterministic 256x256 face images: shifted/scaled/flipped astronaut crops."""
+    import skimage.data
+
+    base = Image.fromarray(skimage.data.astronaut())
+    paths = []
+    for i in range(n):
+        size = 260 + 8 * (i % 6)
+        x0, y0 = 90 + 5 * (i % 7), 5 * (i % 4)
+        img = base.crop((x0, y0, x0 + size, y0 + size)).resize((256, 256), Image.BICUBIC)
+        if i % 2:
+            img = img.transpose(Image.FLIP_LEFT_RIGHT)
+        paths.append(folder / f"{i:06d}.jpg")
+        img.save(paths[-1], quality=95)
+    return paths
+
+
+def load_reference(ref_dir: Path):
+    """Import the official FaceXFormer + inference helpers from a checkout, offline."""
+    if not (ref_dir / "network" / "models" / "facexformer.py").is_file() or not (ref_dir / "inference.py").is_file():
+        raise SystemExit(f"official FaceXFormer checkout not found in {ref_dir} (need network/models/facexformer.py "
+                         f"and inference.py; get it with: git archive of github.com/Kartik-3004/facexformer)")
+    import torchvision
+
+    sys.path.insert(0, str(ref_dir))
+    import inference as official_inference
+    import network.models.facexformer as official_fx
+
+    official_fx.swin_b = lambda weights=None, **kw: torchvision.models.swin_b(weights=None)  # no download
+    return official_fx.FaceXFormer, official_inference
+
+
+def reference_one(official_cls, inf, ckpt: Path, image_path: Path, no: int, out: Path, device: str) -> None:
+    """One image exactly as Oh-LoRA's segmentation.inference.test did it."""
+    import torchvision
+    from facenet_pytorch import MTCNN
+    from torchvision.transforms import InterpolationMode
+
+    model = official_cls().to(device)
+    checkpoint = torch.load(ckpt, map_location=device)
+    model.load_state_dict(checkpoint["state_dict_backbone"])
+    model.eval()
+    transforms_image = torchvision.transforms.Compose([
+        torchvision.transforms.Resize(size=(224, 224), interpolation=InterpolationMode.BICUBIC),
+        torchvision.transforms.ToTensor(),
+        torchvision.transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
+    ])
+    mtcnn = MTCNN(keep_all=True)
+    image = Image.open(image_path)
+    width, height = image.size
+    boxes, probs = mtcnn.detect(image)
+    x_min, y_min, x_max, y_max = inf.adjust_bbox(boxes[0][0], boxes[0][1], boxes[0][2], boxes[0][3], width, height)
+    image = transforms_image(image.crop((int(x_min), int(y_min), int(x_max), int(y_max))))
+    images = image.unsqueeze(0).to(device)
+    tasks = torch.tensor([0]).to(device)
+    seg_output = model(images, None, tasks)[-1]  # the original ran without no_grad
+    pred_mask = torch.argmax(seg_output.softmax(dim=1), dim=1)[0].detach().cpu().numpy()
+    cv2.imwrite(str(out / f"parsing_{no:06d}.png"), pred_mask)
+    mask, _, _ = inf.visualize_mask(inf.unnormalize(images[0].detach().cpu()), pred_mask)
+    cv2.imwrite(str(out / f"parsing_visualization_{no:06d}.png"), mask[:, :, ::-1])
+    face = (inf.unnormalize(images[0].detach().cpu()).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    cv2.imwrite(str(out / f"face_{no:06d}.png"), face[:, :, ::-1])
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--n", type=int, default=32, help="images through our stage")
+    ap.add_argument("--ref-n", type=int, default=8, help="images through the (slow) reference flow")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--ref-dir", type=Path, default=ROOT / ".ref" / "facexformer")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # the reference imwrites int64 maps
+    official_cls, inf = load_reference(args.ref_dir)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("--device cuda asked for but torch.cuda.is_available() is False")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        ckpt = tmp / "facexformer_smoke.pt"
+        torch.save({"state_dict_backbone": smoke_facexformer(args.seed).state_dict()}, ckpt)
+        (tmp / "img").mkdir()
+        paths = make_images(tmp / "img", max(args.n, args.ref_n))
+        numbers = list(range(len(paths)))
+
+        # warm-up (CUDA context, allocator, cuDNN autotune) outside both timings
+        warm = load_facexformer(ckpt, args.device)
+        with torch.inference_mode():
+            warm.parse(torch.zeros(1, 3, 224, 224, device=args.device))
+        del warm
+        sync(args.device)
+
+        t0 = time.perf_counter()
+        model = load_facexformer(ckpt, args.device)
+        mtcnn = make_mtcnn(args.device)
+        t_load = time.perf_counter() - t0
+        summary = segment_images(paths[:args.n], numbers[:args.n], tmp / "ours", model, mtcnn, args.device,
+                                 batch_size=args.batch_size, visualizations=True)
+        sync(args.device)
+        t_ours = time.perf_counter() - t0
+        del model
+
+        (tmp / "ref").mkdir()
+        t0 = time.perf_counter()
+        for p, no in zip(paths[:args.ref_n], numbers[:args.ref_n]):
+            reference_one(official_cls, inf, ckpt, p, no, tmp / "ref", args.device)
+        sync(args.device)
+        t_ref = time.perf_counter() - t0
+
+        both = [no for no in numbers[:min(args.n, args.ref_n)] if no in summary.written]
+        same_face = sum(np.array_equal(cv2.imread(str(tmp / "ours" / f"face_{no:06d}.png")),
+                                       cv2.imread(str(tmp / "ref" / f"face_{no:06d}.png"))) for no in both)
+        agree = np.mean([np.mean(read_label_map(tmp / "ours" / f"parsing_{no:06d}.png")
+                                 == read_label_map(tmp / "ref" / f"parsing_{no:06d}.png")) for no in both])
+
+    dev = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU ({torch.get_num_threads()} threads)"
+    ours_pi, ref_pi = t_ours / args.n, t_ref / args.ref_n
+    print(f"segmentation bench on {dev}; smoke FaceXFormer weights; 256x256 images")
+    print(f"{'flow':<44}{'images':>7}{'total s':>10}{'s/image':>10}")
+    print(f"{'ours (load once, batch %d)' % args.batch_size:<44}{args.n:>7}{t_ours:>10.2f}{ours_pi:>10.3f}")
+    print(f"{'  of which model + MTCNN load':<44}{'':>7}{t_load:>10.2f}")
+    print(f"{'reference (rebuild + reload per image, bs 1)':<44}{args.ref_n:>7}{t_ref:>10.2f}{ref_pi:>10.3f}")
+    print(f"speed-up per image (reference / ours): {ref_pi / ours_pi:.1f}x; "
+          f"projected 4,703 images: ours {4703 * ours_pi / 60:.1f} min, reference {4703 * ref_pi / 60:.1f} min")
+    print(f"outputs on the {len(both)} shared images: identical face PNGs {same_face}/{len(both)}, "
+          f"label-map pixel agreement {100 * agree:.3f}% (random weights have near-tied logits)")
+
+
+if __name__ == "__main__":
+    main()
