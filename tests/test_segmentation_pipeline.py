@@ -93,3 +93,15 @@ def test_bad_inputs_are_reported(tmp_path, model):
     (tmp_path / "broken.jpg").write_bytes(b"not an image")
     with pytest.raises(ValueError, match="broken.jpg"):
         segment_images([tmp_path / "broken.jpg"], [3], tmp_path / "out", model, make_mtcnn("cpu"), "cpu")
+
+
+def test_fallback_box_parses_faceless_images_and_lists_them(images, model, tmp_path):
+    from ohlora_core.segmentation.face_crop import crop_box
+
+    paths, numbers = images
+    summary = segment_images([paths[1]], [numbers[1]], tmp_path, model, make_mtcnn("cpu"), "cpu",
+                             fallback_box=(64.0, 64.0, 192.0, 192.0))
+    assert summary.written == [9] and summary.fallback == [9] and summary.no_face == []
+    assert crop_box((64.0, 64.0, 192.0, 192.0), 256, 256) == (32, 32, 224, 224)  # grown 50 %, like a face box
+    face = np.asarray(Image.open(face_path(tmp_path, 9)))
+    assert face.shape == (224, 224, 3) and abs(int(face.mean()) - 200) <= 1  # the blank grey image's centre

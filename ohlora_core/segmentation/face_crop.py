@@ -100,10 +100,18 @@ def face_tensor(image: Image.Image, box_int: tuple[int, int, int, int]) -> torch
     return _TO_MODEL_INPUT(image.convert("RGB").crop(box_int))
 
 
-def crop_faces(mtcnn, images: Sequence[Image.Image], batched: bool = True) -> list[FaceCrop | None]:
-    """Detect and crop every image; None where no face was found."""
+def crop_faces(mtcnn, images: Sequence[Image.Image], batched: bool = True,
+               fallback_box: Sequence[float] | None = None) -> list[FaceCrop | None]:
+    """Detect and crop every image; None where no face was found.
+
+    `fallback_box` (x1, y1, x2, y2, before the 50 % growth) is cropped instead where MTCNN finds
+    no face, with prob 0.0 marking it. Only smoke mode uses it: random-weight StyleGAN images hold
+    no faces, and the later stages still need maps to run on.
+    """
     crops: list[FaceCrop | None] = []
     for img, det in zip(images, detect_largest_faces(mtcnn, images, batched=batched)):
+        if det is None and fallback_box is not None:
+            det = (np.asarray(fallback_box, dtype=np.float32), 0.0)
         if det is None:
             crops.append(None)
             continue

@@ -41,6 +41,7 @@ class SegmentationSummary:
     written: list[int] = field(default_factory=list)
     skipped: list[int] = field(default_factory=list)  # files already present
     no_face: list[int] = field(default_factory=list)  # MTCNN found no face; nothing written
+    fallback: list[int] = field(default_factory=list)  # no face, parsed from `fallback_box` instead
     seconds: float = 0.0
 
 
@@ -106,6 +107,7 @@ def segment_images(
     *,
     visualizations: bool = False,
     batched_detection: bool = True,
+    fallback_box: Sequence[float] | None = None,
 ) -> SegmentationSummary:
     """Detect, crop and parse every image; write its label map and face crop to `out_dir`.
 
@@ -115,7 +117,8 @@ def segment_images(
     skipped; images without a face are listed in `no_face` and get no files.
     `batched_detection=False` runs MTCNN one image at a time like the original
     (batched convolutions shift box coordinates by ~1e-5 px, which can move an
-    int()-truncated crop edge by one pixel in rare cases).
+    int()-truncated crop edge by one pixel in rare cases). `fallback_box`: see
+    `face_crop.crop_faces` (smoke mode only); such images are listed in `fallback`.
     """
     if len(image_paths) != len(image_numbers):
         raise ValueError(f"{len(image_paths)} image paths but {len(image_numbers)} image numbers")
@@ -142,7 +145,9 @@ def segment_images(
 
     for i in range(0, len(todo), batch_size):
         chunk = todo[i:i + batch_size]
-        crops = crop_faces(mtcnn, [_load_rgb(p) for p, _ in chunk], batched=batched_detection)
+        crops = crop_faces(mtcnn, [_load_rgb(p) for p, _ in chunk], batched=batched_detection,
+                           fallback_box=fallback_box)
+        summary.fallback += [no for (_, no), c in zip(chunk, crops) if c is not None and c.prob == 0.0]
         found = [(no, c) for (_, no), c in zip(chunk, crops) if c is not None]
         summary.no_face += [no for (_, no), c in zip(chunk, crops) if c is None]
         if not found:
