@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import dagster as dg
 
-from ohlora_dagster.assets import generation
+from ohlora_dagster.assets import filtering, generation, scores, segmentation
 from ohlora_dagster.resources import OhloraSettings
 
-all_assets = dg.load_assets_from_modules([generation])
-all_checks = dg.load_asset_checks_from_modules([generation])
+all_assets = dg.load_assets_from_modules([generation, filtering, segmentation, scores])
+all_checks = dg.load_asset_checks_from_modules([generation, filtering, segmentation, scores])
 
 # The whole graph in one run (what README's main command and CI materialize).
 pipeline_job = dg.define_asset_job("ohlora_pipeline", selection=dg.AssetSelection.all())

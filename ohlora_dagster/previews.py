@@ -57,3 +57,30 @@ def markdown_table(df, floatfmt: str = ".4f") -> dg.MetadataValue:
         cells = [format(v, floatfmt) if isinstance(v, (float, np.floating)) else str(v) for v in row]
         lines.append("| " + " | ".join(cells) + " |")
     return dg.MetadataValue.md("\n".join(lines))
+
+
+def histograms(columns: dict[str, np.ndarray], bins: int = 20, size: tuple[int, int] = (220, 120)) -> "PIL.Image.Image":
+    """One small bar-chart histogram per column (NaN ignored), tiled in a row of panels."""
+    from PIL import Image, ImageDraw
+
+    w, h = size
+    pad, text_h = 6, 14
+    panels = []
+    for name, values in columns.items():
+        v = np.asarray(values, dtype=np.float64)
+        v = v[np.isfinite(v)]
+        panel = Image.new("RGB", (w, h + 2 * text_h), "white")
+        draw = ImageDraw.Draw(panel)
+        draw.text((pad, 1), f"{name} (n={v.size})", fill="black")
+        if v.size:
+            counts, edges = np.histogram(v, bins=bins)
+            bar_w = (w - 2 * pad) / bins
+            top = counts.max() or 1
+            for k, c in enumerate(counts):
+                x0 = pad + k * bar_w
+                y0 = text_h + h - pad - (h - 2 * pad) * c / top
+                draw.rectangle([x0, y0, x0 + bar_w - 1, text_h + h - pad], fill=(70, 110, 200))
+            draw.text((pad, text_h + h), f"{edges[0]:.3g}", fill="black")
+            draw.text((w - pad - 40, text_h + h), f"{edges[-1]:.3g}", fill="black")
+        panels.append(np.asarray(panel))
+    return image_grid(panels, cols=4, thumb=None)

@@ -1,0 +1,218 @@
+"""Stage 2 — hand labels, gender/quality CNNs, scores for every image, the filtered set."""
+import dagster as dg
+from pydantic import Field
+
+from ohlora_dagster.assets.generation import raw_images
+from ohlora_dagster.previews import markdown_table
+from ohlora_dagster.resources import OhloraSettings
+
+CNN_VERSION = "1"
+
+
+class CnnTrainingConfig(dg.Config):
+    """The original's training choices; smoke mode caps epochs and does not enforce thresholds."""
+
+    max_epochs: int | None = Field(default=None, description="Epoch cap; default unlimited (full) / 2 (smoke).")
+    patience: int = Field(default=20, description="Early stopping: epochs without a better validation loss.")
+    max_attempts: int = Field(default=3, description="Fresh retrainings of a fold that misses its threshold.")
+    gender_threshold: float = Field(default=0.35, description="A gender fold must reach this best val loss.")
+    quality_threshold: float = Field(default=0.13, description="A quality fold must reach this best val loss.")
+
+
+class FilterConfig(dg.Config):
+    gender_min: float = Field(default=0.7, description="Keep images with gender_score >= this (1 = female).")
+    quality_min: float = Field(default=0.9, description="Keep images with quality_score >= this.")
+
+
+def raw_image_paths(settings: OhloraSettings, numbers) -> list:
+    from ohlora_core.generation import image_name
+
+    folder = settings.artifact_dir("raw_images") / "images"
+    return [folder / image_name(int(i)) for i in numbers]
+
+
+def _labels_path(settings: OhloraSettings):
+    return settings.artifact_dir("hand_labels") / "hand_labels.csv"
+
+
+def _read_labels(settings: OhloraSettings):
+    from ohlora_core.cnn.labels import load_hand_labels
+
+    return load_hand_labels(_labels_path(settings), settings.image_count)
+
+
+@dg.asset(
+    group_name="filtering",
+    code_version=CNN_VERSION,
+    kinds={"csv"},
+    description="Human gender/quality labels (0/1) for the first images, validated; stand-ins in smoke mode.",
+)
+def hand_labels(context: dg.AssetExecutionContext, settings: OhloraSettings) -> dg.MaterializeResult:
+    from ohlora_core.cnn.labels import load_hand_labels, smoke_labels, write_hand_labels_csv
+    from ohlora_core.io import atomic_write_text, sha256_file
+
+    n = settings.labelled_count
+    if settings.is_smoke:
+        labels, source = smoke_labels(n, settings.seed), f"smoke_labels(n={n}, seed={settings.seed}) — stand-ins"
+    else:
+        csv = settings.require_file(settings.hand_labels_csv, "hand-label CSV (img_name,quality,gender)")
+        labels, source = load_hand_labels(csv, settings.image_count), str(csv)
+    out = _labels_path(settings)
+    atomic_write_text(out, write_hand_labels_csv(labels))
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(sha256_file(out)),
+        metadata={
+            "labelled": len(labels),
+            "female": int(labels["gender"].sum()),
+            "good_quality": int(labels["quality"].sum()),
+            "source": source,
+            "stand_in_labels": settings.is_smoke,
+            "path": dg.MetadataValue.path(str(out)),
+            **settings.mode_metadata(),
+        },
+    )
+
+
+@dg.asset_check(asset=hand_labels, description="The label CSV parses: columns, 0/1 values, unique in-range image numbers.")
+def hand_labels_valid(settings: OhloraSettings) -> dg.AssetCheckResult:
+    from ohlora_core.cnn.labels import LabelError
+
+    try:
+        labels = _read_labels(settings)
+    except (LabelError, FileNotFoundError) as exc:
+        return dg.AssetCheckResult(passed=False, metadata={"error": str(exc)})
+    return dg.AssetCheckResult(passed=True, metadata={"rows": len(labels)})
+
+
+@dg.asset(
+    group_name="filtering",
+    deps=[hand_labels, raw_images],
+    code_version=CNN_VERSION,
+    kinds={"pytorch"},
+    pool="gpu",
+    description="5 gender + 5 quality CNNs (K-fold, best epoch) with the original's training logs.",
+)
+def gender_quality_models(
+    context: dg.AssetExecutionContext, config: CnnTrainingConfig, settings: OhloraSettings
+) -> dg.MaterializeResult:
+    import pandas as pd
+
+    from ohlora_core.cnn.data import decode_images
+    from ohlora_core.cnn.training import train_property_models
+    from ohlora_core.io import sha256_file
+
+    labels = _read_labels(settings)
+    images = decode_images(raw_image_paths(settings, labels["img_no"]))
+    out_dir = settings.artifact_dir("gender_quality_models")
+    smoke = settings.is_smoke
+    max_epochs = config.max_epochs or (2 if smoke else None)
+    logs, digests = [], []
+    for prop, threshold in (("quality", config.quality_threshold), ("gender", config.gender_threshold)):
+        result = train_property_models(
+            prop, images, labels[prop].to_numpy(), out_dir, seed=settings.seed, device=settings.resolved_device,
+            max_epochs=max_epochs, patience=config.patience, max_attempts=config.max_attempts,
+            val_loss_threshold=float("inf") if smoke else threshold, log=context.log.info,
+        )
+        logs.append(result.train_log.assign(property=prop))
+        digests += [sha256_file(p) for p in result.model_paths]
+    log = pd.concat(logs, ignore_index=True)
+    import hashlib
+
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(hashlib.sha256("".join(digests).encode()).hexdigest()),
+        metadata={
+            "folds": markdown_table(log[["property", "fold_no", "attempt", "success", "min_val_loss", "total_epochs", "best_epoch"]]),
+            "path": dg.MetadataValue.path(str(out_dir)),
+            "thresholds": "not enforced (smoke mode, random labels)" if smoke
+            else f"gender {config.gender_threshold}, quality {config.quality_threshold}",
+            "max_epochs": max_epochs or 0,
+            **settings.mode_metadata(),
+        },
+    )
+
+
+@dg.asset(
+    group_name="filtering",
+    deps=[gender_quality_models, hand_labels, raw_images],
+    code_version=CNN_VERSION,
+    kinds={"pytorch", "csv"},
+    pool="gpu",
+    check_specs=[dg.AssetCheckSpec("every_image_scored_once", asset="gender_quality_scores")],
+    description="Gender and quality for every image: hand label where labelled, 5-model mean elsewhere.",
+)
+def gender_quality_scores(context: dg.AssetExecutionContext, settings: OhloraSettings) -> dg.MaterializeResult:
+    import numpy as np
+
+    from ohlora_core.cnn.data import decode_images
+    from ohlora_core.cnn.inference import combine_with_labels, inference_table, load_fold_models, score_images
+    from ohlora_core.cnn.training import K_FOLDS
+    from ohlora_core.io import atomic_write_csv, sha256_file
+
+    n, device = settings.image_count, settings.resolved_device
+    labels = _read_labels(settings)
+    models_dir = settings.artifact_dir("gender_quality_models") / "models"
+    unlabelled = np.setdiff1d(np.arange(n), labels["img_no"].to_numpy())
+    paths = raw_image_paths(settings, range(n))
+    images = decode_images([paths[i] for i in unlabelled]) if len(unlabelled) else None
+    out_dir = settings.artifact_dir("gender_quality_scores")
+    tables = {}
+    for prop in ("gender", "quality"):
+        models = load_fold_models(prop, [models_dir / f"{prop}_model_{k}.pt" for k in range(K_FOLDS)], device)
+        scores = score_images(models, images, device, batch_size=max(settings.batch_size, 64))
+        tables[prop] = inference_table(prop, unlabelled, [str(paths[i]) for i in unlabelled], scores)
+        atomic_write_csv(out_dir / "inference_result" / f"{prop}.csv", tables[prop])
+    table = combine_with_labels(labels, tables["gender"], tables["quality"], [str(p) for p in paths])
+    compatible = out_dir / "all_image_quality_and_gender.csv"
+    atomic_write_csv(compatible, table[["img_no", "img_path", "gender_score", "quality_score"]], index=True)
+    atomic_write_csv(out_dir / "scores_detail.csv", table)
+
+    once = table["img_no"].is_unique and sorted(table["img_no"]) == list(range(n))
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(sha256_file(compatible)),
+        metadata={
+            "images": len(table),
+            "from_labels": int((table["source"] == "label").sum()),
+            "from_cnn": int((table["source"] == "cnn").sum()),
+            "gender_mean": float(table["gender_score"].mean()),
+            "quality_median": float(table["quality_score"].median()),
+            "path": dg.MetadataValue.path(str(compatible)),
+            **settings.mode_metadata(),
+        },
+        check_results=[dg.AssetCheckResult(check_name="every_image_scored_once", passed=bool(once),
+                                           metadata={"rows": len(table), "expected": n})],
+    )
+
+
+@dg.asset(
+    group_name="filtering",
+    deps=[gender_quality_scores],
+    code_version=CNN_VERSION,
+    kinds={"csv"},
+    check_specs=[dg.AssetCheckSpec("filtered_not_empty", asset="filtered_images", blocking=True)],
+    description="Images with gender >= 0.7 and quality >= 0.9: a table pointing at raw_images (no copies).",
+)
+def filtered_images(context: dg.AssetExecutionContext, config: FilterConfig, settings: OhloraSettings) -> dg.MaterializeResult:
+    import pandas as pd
+
+    from ohlora_core.cnn.inference import filter_images
+    from ohlora_core.io import atomic_write_csv, sha256_file
+
+    scores = pd.read_csv(settings.artifact_dir("gender_quality_scores") / "all_image_quality_and_gender.csv", index_col=0)
+    kept = filter_images(scores, config.gender_min, config.quality_min)
+    out = settings.artifact_dir("filtered_images") / "filtered_images.csv"
+    atomic_write_csv(out, kept)
+    n = len(scores)
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(sha256_file(out)),
+        metadata={
+            "kept": len(kept),
+            "of": n,
+            "female_share": round(float((scores["gender_score"] >= config.gender_min).mean()), 4),
+            "good_quality_share": round(float((scores["quality_score"] >= config.quality_min).mean()), 4),
+            "thresholds": f"gender >= {config.gender_min}, quality >= {config.quality_min}",
+            "path": dg.MetadataValue.path(str(out)),
+            **settings.mode_metadata(),
+        },
+        check_results=[dg.AssetCheckResult(check_name="filtered_not_empty", passed=len(kept) > 0,
+                                           metadata={"kept": len(kept)})],
+    )

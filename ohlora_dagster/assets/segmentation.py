@@ -1,0 +1,94 @@
+"""Stage 3 — face detection (MTCNN) and FaceXFormer parsing of the filtered images."""
+import dagster as dg
+
+from ohlora_dagster.assets.filtering import filtered_images
+from ohlora_dagster.previews import image_grid, markdown_image, save_picture
+from ohlora_dagster.resources import OhloraSettings
+
+SEGMENTATION_VERSION = "1"
+# Smoke mode's random-weight StyleGAN draws no faces; parse the centre, where StyleGAN puts the face.
+SMOKE_FACE_BOX = (64.0, 64.0, 192.0, 192.0)
+
+
+def load_parser(settings: OhloraSettings):
+    from ohlora_core.segmentation.facexformer import load_facexformer, smoke_facexformer
+
+    device = settings.resolved_device
+    if settings.is_smoke:
+        return smoke_facexformer(seed=settings.seed).to(device).eval(), f"smoke_facexformer(seed={settings.seed})"
+    path = settings.require_file(settings.facexformer_checkpoint, "FaceXFormer checkpoint (state_dict_backbone)")
+    return load_facexformer(path, device), str(path)
+
+
+def segmentation_dir(settings: OhloraSettings):
+    return settings.artifact_dir("segmentation_maps") / "segmentation_results"
+
+
+@dg.asset(
+    group_name="segmentation",
+    deps=[filtered_images],
+    code_version=SEGMENTATION_VERSION,
+    kinds={"pytorch"},
+    pool="gpu",
+    description="Per filtered image: 224x224 FaceXFormer label map (classes 0..10) and the 224x224 face crop.",
+)
+def segmentation_maps(context: dg.AssetExecutionContext, settings: OhloraSettings) -> dg.MaterializeResult:
+    import hashlib
+    import json
+
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    from ohlora_core.io import atomic_write_text, sha256_file
+    from ohlora_core.segmentation.face_crop import make_mtcnn
+    from ohlora_core.segmentation.pipeline import face_path, overlay, parsing_path, read_label_map, segment_images
+
+    kept = pd.read_csv(settings.artifact_dir("filtered_images") / "filtered_images.csv")
+    numbers = kept["img_no"].astype(int).tolist()
+    out_dir = segmentation_dir(settings)
+    model, weights = load_parser(settings)
+    device = settings.resolved_device
+    # Files made with other weights are not these maps: start over when the weights change.
+    stamp = out_dir.parent / "weights.json"
+    if stamp.exists() and json.loads(stamp.read_text()) != {"weights": weights} and out_dir.exists():
+        for p in out_dir.glob("*.png"):
+            p.unlink()
+    atomic_write_text(stamp, json.dumps({"weights": weights}))
+    summary = segment_images(
+        [settings.path(p) for p in kept["img_path"]], numbers, out_dir, model, make_mtcnn(device), device,
+        batch_size=min(settings.batch_size, 32), fallback_box=SMOKE_FACE_BOX if settings.is_smoke else None,
+    )
+    wanted = set(numbers)
+    for p in out_dir.glob("*.png"):  # maps of images no longer in the filtered set
+        if int(p.stem.rsplit("_", 1)[1]) not in wanted:
+            p.unlink()
+    parsed = sorted(n for n in numbers if parsing_path(out_dir, n).exists())
+    no_face = sorted(set(numbers) - set(parsed))
+    index = pd.DataFrame({"img_no": parsed})
+    from ohlora_core.io import atomic_write_csv
+
+    atomic_write_csv(out_dir.parent / "parsed_images.csv", index)
+    atomic_write_csv(out_dir.parent / "no_face_images.csv", pd.DataFrame({"img_no": no_face}))
+    digest = hashlib.sha256("".join(sha256_file(parsing_path(out_dir, n)) + sha256_file(face_path(out_dir, n))
+                                    for n in parsed).encode()).hexdigest()
+    previews = [overlay(np.asarray(Image.open(face_path(out_dir, n)).convert("RGB")), read_label_map(parsing_path(out_dir, n)))
+                for n in parsed[:8]]
+    grid = image_grid(previews, cols=4, thumb=112)
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(digest),
+        metadata={
+            "parsed": len(parsed),
+            "no_face_count": len(no_face),
+            "no_face_images": ", ".join(map(str, no_face[:100])) or "none",
+            "parsed_now": len(summary.written),
+            "smoke_centre_crops": len(summary.fallback),
+            "seconds": round(summary.seconds, 2),
+            "images_per_second": round(len(summary.written) / summary.seconds, 2) if summary.written else 0.0,
+            "preview": markdown_image(grid, "parsing overlays"),
+            "preview_file": save_picture(image_grid(previews, cols=4, thumb=None), out_dir.parent / "preview.png"),
+            "path": dg.MetadataValue.path(str(out_dir)),
+            "weights_source": weights,
+            **settings.mode_metadata(),
+        },
+    )
