@@ -6,9 +6,8 @@ import pytest
 from dagster._core.definitions.data_version import StaleCauseCategory, StaleStatus
 from dagster._utils.test.data_versions import get_stale_status_resolver
 
-from ohlora_core.scores import V2_VERSION
-from ohlora_dagster.assets.scores import build_score_asset
-from ohlora_dagster.definitions import all_assets, all_checks, defs
+import ohlora_core.scores.v2
+from ohlora_dagster.definitions import all_assets, all_checks, build_assets, defs
 from ohlora_dagster.resources import OhloraSettings
 
 V2_DOWNSTREAM = ["property_score_cnn", "property_scores_v2_cnn", "property_scores_v2_vs_cnn"]
@@ -62,19 +61,19 @@ def test_every_asset_materializes_with_its_files_and_metadata(run):
     assert checks["no_unexpected_nan"] and checks["one_row_per_parsed_image"]
 
 
-def test_bumping_the_v2_algorithm_makes_v2_and_downstream_stale_and_backfill_fixes_it(run):
+def test_bumping_the_v2_algorithm_makes_v2_and_downstream_stale_and_backfill_fixes_it(run, monkeypatch):
     settings, instance, _ = run
     key = dg.AssetKey
     status = lambda assets, name: get_stale_status_resolver(instance, assets).get_status(key(name))  # noqa: E731
     assert status(all_assets, "property_scores_v2") == StaleStatus.FRESH
 
-    bumped_v2 = build_score_asset("v2", V2_VERSION + "+changed")
-    bumped = [bumped_v2 if a.key == key("property_scores_v2") else a for a in all_assets]
+    # what a developer does: change the v2 algorithm and bump its version in ohlora_core
+    monkeypatch.setattr(ohlora_core.scores.v2, "ALGORITHM_VERSION", ohlora_core.scores.v2.ALGORITHM_VERSION + "-changed")
+    bumped = build_assets()
     resolver = get_stale_status_resolver(instance, bumped)
-    assert resolver.get_status(key("property_scores_v2")) == StaleStatus.STALE
-    assert [c.category for c in resolver.get_stale_causes(key("property_scores_v2"))] == [StaleCauseCategory.CODE]
-    for name in V2_DOWNSTREAM:
+    for name in ["property_scores_v2", *V2_DOWNSTREAM]:
         assert resolver.get_status(key(name)) == StaleStatus.STALE, name
+        assert [c.category for c in resolver.get_stale_causes(key(name))] == [StaleCauseCategory.CODE], name
     for name in ("property_scores_v1", "segmentation_maps", "raw_images"):
         assert resolver.get_status(key(name)) == StaleStatus.FRESH, name
 

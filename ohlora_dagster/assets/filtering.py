@@ -144,7 +144,8 @@ def gender_quality_scores(context: dg.AssetExecutionContext, settings: OhloraSet
     import numpy as np
 
     from ohlora_core.cnn.data import decode_images
-    from ohlora_core.cnn.inference import combine_with_labels, inference_table, load_fold_models, score_images
+    from ohlora_core.cnn.inference import (EnsembleScores, combine_with_labels, inference_table, load_fold_models,
+                                          score_images)
     from ohlora_core.cnn.training import K_FOLDS
     from ohlora_core.io import atomic_write_csv, sha256_file
 
@@ -153,12 +154,13 @@ def gender_quality_scores(context: dg.AssetExecutionContext, settings: OhloraSet
     models_dir = settings.artifact_dir("gender_quality_models") / "models"
     unlabelled = np.setdiff1d(np.arange(n), labels["img_no"].to_numpy())
     paths = raw_image_paths(settings, range(n))
-    images = decode_images([paths[i] for i in unlabelled]) if len(unlabelled) else None
+    images = decode_images([paths[i] for i in unlabelled]) if len(unlabelled) else None  # all labelled: no CNN work
     out_dir = settings.artifact_dir("gender_quality_scores")
     tables = {}
     for prop in ("gender", "quality"):
         models = load_fold_models(prop, [models_dir / f"{prop}_model_{k}.pt" for k in range(K_FOLDS)], device)
-        scores = score_images(models, images, device, batch_size=max(settings.batch_size, 64))
+        scores = (score_images(models, images, device) if images is not None
+                  else EnsembleScores(*(np.zeros((0, K_FOLDS)),) * 2, np.zeros(0)))
         tables[prop] = inference_table(prop, unlabelled, [str(paths[i]) for i in unlabelled], scores)
         atomic_write_csv(out_dir / "inference_result" / f"{prop}.csv", tables[prop])
     table = combine_with_labels(labels, tables["gender"], tables["quality"], [str(p) for p in paths])
