@@ -101,6 +101,7 @@ def main() -> None:
     ap.add_argument("--resolution", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--our-batch", type=int, default=16, help="our batch size in sections 2 and 3")
+    ap.add_argument("--exact", action="store_true", help="ours with tf32=False (full fp32 convolutions on CUDA)")
     ap.add_argument("--full-n", type=int, default=0,
                     help="section 3: time our generate_images alone on this many images (10000 = the full run)")
     args = ap.parse_args()
@@ -140,7 +141,8 @@ def main() -> None:
         latents = latent_codes(args.seed, range(args.n))
         sync(device)
         t0 = time.perf_counter()
-        generate_images(ours, latents, range(args.n), tmp / "ours", batch_size=args.our_batch, device=device)
+        generate_images(ours, latents, range(args.n), tmp / "ours", batch_size=args.our_batch, device=device,
+                        tf32=not args.exact)
         sync(device)
         t_ours = time.perf_counter() - t0
         (tmp / "ref").mkdir()
@@ -153,7 +155,8 @@ def main() -> None:
         n_ours, n_ref = len(list((tmp / "ours").glob("*.jpg"))), len(list((tmp / "ref").glob("*.jpg")))
         assert n_ours == n_ref == args.n, (n_ours, n_ref)
     print(f"{'flow':<40} {'seconds':>8} {'img/s':>8}")
-    print(f"{f'ours (generate_images, batch {args.our_batch})':<40} {t_ours:>8.2f} {args.n / t_ours:>8.2f}")
+    label = f"ours (generate_images, batch {args.our_batch}{', fp32' if args.exact else ''})"
+    print(f"{label:<40} {t_ours:>8.2f} {args.n / t_ours:>8.2f}")
     print(f"{'original synthesize (batch 4, train mode)':<40} {t_ref:>8.2f} {args.n / t_ref:>8.2f}")
     print(f"ratio (original time / ours): {t_ref / t_ours:.2f}x")
 
@@ -162,10 +165,11 @@ def main() -> None:
             latents = latent_codes(args.seed, range(args.full_n))
             sync(device)
             t0 = time.perf_counter()
-            result = generate_images(ours, latents, range(args.full_n), Path(tmp), batch_size=args.our_batch, device=device)
+            result = generate_images(ours, latents, range(args.full_n), Path(tmp), batch_size=args.our_batch, device=device,
+                                     tf32=not args.exact)
             sync(device)
             total = time.perf_counter() - t0
-        print(f"\n[3] ours alone: {args.full_n} JPEGs in {total:.2f} s ({args.full_n / total:.1f} img/s; "
+        print(f"\n[3] ours alone{' (exact fp32)' if args.exact else ''}: {args.full_n} JPEGs in {total:.2f} s ({args.full_n / total:.1f} img/s; "
               f"generator {result.generator_seconds:.2f} s, batch {args.our_batch})")
 
 

@@ -46,6 +46,11 @@ class OhloraSettings(dg.ConfigurableResource):
     n_images: int | None = Field(default=None, description="Images to generate; default 10,000 (full) / 40 (smoke).")
     n_labelled: int | None = Field(default=None, description="Hand-labelled images; default 2,000 (full) / 30 (smoke).")
     batch_size: int = Field(default=16, description="Inference batch size for generation and parsing.")
+    tf32: bool = Field(
+        default=True,
+        description="Let CUDA convolutions use TF32 (PyTorch's default; ~±1 grey level on ~5% of pixels). "
+        "false = full fp32, matching the CPU/genforce values, ~4.5x slower generation.",
+    )
     stylegan_checkpoint: str = Field(
         default="models/stylegan_celeba_partial256.pth",
         description="genforce celeba_partial-256x256 checkpoint, relative to storage_root.",

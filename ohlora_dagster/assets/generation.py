@@ -75,6 +75,7 @@ def raw_images(context: dg.AssetExecutionContext, settings: OhloraSettings) -> d
         "latents": sha256_file(settings.artifact_dir("latent_codes") / "latents.npy"),
         "batch_size": settings.batch_size,
         "device": settings.resolved_device,
+        "tf32": settings.tf32 and settings.resolved_device.startswith("cuda"),
         "version": GENERATION_VERSION,
     }
     recipe_path = out_dir / "recipe.json"
@@ -90,7 +91,8 @@ def raw_images(context: dg.AssetExecutionContext, settings: OhloraSettings) -> d
             extra.unlink()
 
     result = generate_images(
-        generator, z, range(n), images_dir, batch_size=settings.batch_size, device=settings.resolved_device
+        generator, z, range(n), images_dir, batch_size=settings.batch_size, device=settings.resolved_device,
+        tf32=settings.tf32,
     )
     context.log.info(f"generated {len(result.written)} images, {len(result.skipped)} already present")
     digest = write_manifest(images_dir, range(n), out_dir / "manifest.json")
