@@ -9,6 +9,7 @@ from dagster._utils.test.data_versions import get_stale_status_resolver
 import ohlora_core.scores.v2
 from ohlora_dagster.definitions import all_assets, all_checks, build_assets, defs
 from ohlora_dagster.resources import OhloraSettings
+from ohlora_dagster.stale import stale_assets
 
 V2_DOWNSTREAM = ["property_score_cnn", "property_scores_v2_cnn", "property_scores_v2_vs_cnn"]
 
@@ -79,7 +80,12 @@ def test_bumping_the_v2_algorithm_makes_v2_and_downstream_stale_and_backfill_fix
 
     stale = [a.key for a in bumped if resolver.get_status(a.key) == StaleStatus.STALE]
     assert sorted(k.to_user_string() for k in stale) == sorted(["property_scores_v2", *V2_DOWNSTREAM])
+    # the CLI listing (`python -m ohlora_dagster.stale`) says the same, with the reason
+    listing = stale_assets(instance, bumped)
+    assert list(listing) == ["property_scores_v2", *V2_DOWNSTREAM]
+    assert listing["property_scores_v2"] == ["CODE: has a new code version"]
     backfill = dg.materialize(bumped, selection=stale, resources={"settings": settings}, instance=instance)
     assert backfill.success
     after = get_stale_status_resolver(instance, bumped)
     assert all(after.get_status(a.key) == StaleStatus.FRESH for a in bumped)
+    assert stale_assets(instance, bumped) == {}
