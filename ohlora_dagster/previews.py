@@ -9,10 +9,13 @@ from __future__ import annotations
 import base64
 import io
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import dagster as dg
 import numpy as np
+
+if TYPE_CHECKING:
+    import PIL.Image
 
 
 def image_grid(images: Sequence[np.ndarray], cols: int = 8, thumb: int | None = 64) -> "PIL.Image.Image":

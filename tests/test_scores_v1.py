@@ -4,13 +4,13 @@ Expected values come from running the original functions on the committed maps
 (tests/fixtures/scores/README.md). Every finite value must match bit for bit; where the original
 crashed / returned None / gave NaN we must give NaN and the matching flag.
 """
-import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+import ohlora_core.scores.common as scores_common
 from ohlora_core.scores import (SCORE_NAMES, ScoreFlag, V1_VERSION, compute_scores_v1, load_parsing_png,
                                 load_v1_image)
 
@@ -18,10 +18,8 @@ FIX = Path(__file__).parent / "fixtures" / "scores"
 
 
 @pytest.fixture(scope="module")
-def fixture():
-    data = np.load(FIX / "maps.npz")
-    expected = json.loads((FIX / "expected.json").read_text())
-    return list(data["names"]), data["parsing"], data["images"], expected
+def fixture(score_fixture):
+    return score_fixture
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +76,7 @@ def test_flag_summary(result, fixture):
 def test_batch_composition_does_not_matter(fixture, result, monkeypatch):
     _, parsing, images, _ = fixture
     import ohlora_core.scores.v1 as v1
-    monkeypatch.setattr(v1, "chunks", lambda n: (slice(s, min(n, s + 7)) for s in range(0, n, 7)))
+    monkeypatch.setattr(scores_common, "chunks", lambda n: (slice(s, min(n, s + 7)) for s in range(0, n, 7)))
     perm = np.random.default_rng(0).permutation(len(parsing))
     again = v1.compute_scores_v1(parsing[perm], images[perm])
     np.testing.assert_array_equal(again.values, result.values[perm])

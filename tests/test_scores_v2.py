@@ -4,13 +4,13 @@ Expected values come from running the original functions on the committed maps
 (tests/fixtures/scores/README.md). Every finite value must match bit for bit; where the original
 gives +-inf / NaN (v2 pose with both eye centroids in one column) we give NaN and a flag.
 """
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import ohlora_core.scores.common as scores_common
 from ohlora_core.scores import SCORE_NAMES, ScoreFlag, V2_VERSION, compute_scores_v2, load_face_crop
 from ohlora_core.scores.v2 import farthest_pair_cos
 
@@ -20,10 +20,8 @@ FLAG_OF_STATUS = {"inf": ScoreFlag.EYES_SAME_COLUMN_POS_INF, "-inf": ScoreFlag.E
 
 
 @pytest.fixture(scope="module")
-def fixture():
-    data = np.load(FIX / "maps.npz")
-    expected = json.loads((FIX / "expected.json").read_text())
-    return list(data["names"]), data["parsing"], data["images"], expected
+def fixture(score_fixture):
+    return score_fixture
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +89,7 @@ def test_hull_restricted_pair_search_equals_all_pairs():
 def test_batch_composition_does_not_matter(fixture, result, monkeypatch):
     _, parsing, images, _ = fixture
     import ohlora_core.scores.v2 as v2
-    monkeypatch.setattr(v2, "chunks", lambda n: (slice(s, min(n, s + 5)) for s in range(0, n, 5)))
+    monkeypatch.setattr(scores_common, "chunks", lambda n: (slice(s, min(n, s + 5)) for s in range(0, n, 5)))
     perm = np.random.default_rng(1).permutation(len(parsing))
     again = v2.compute_scores_v2(parsing[perm], images[perm])
     np.testing.assert_array_equal(again.values, result.values[perm])

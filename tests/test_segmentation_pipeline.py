@@ -6,7 +6,6 @@ import cv2
 import numpy as np
 import pytest
 import skimage.data
-import torch
 from PIL import Image
 
 from ohlora_core.segmentation.face_crop import make_mtcnn

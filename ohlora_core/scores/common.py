@@ -93,6 +93,15 @@ def chunks(n: int, size: int = CHUNK):
         yield slice(start, min(n, start + size))
 
 
+def score_in_chunks(score_chunk, parsing: np.ndarray, images: np.ndarray, what: str) -> ScoreResult:
+    """Validate a batch, score it CHUNK images at a time with `score_chunk`, and concatenate."""
+    check_batch(parsing, images, what)
+    parts = [score_chunk(parsing[sl], images[sl]) for sl in chunks(len(parsing))]
+    if not parts:
+        return ScoreResult(np.zeros((0, len(SCORE_NAMES))), np.zeros((0, len(SCORE_NAMES)), np.uint8))
+    return ScoreResult(np.concatenate([p.values for p in parts]), np.concatenate([p.flags for p in parts]))
+
+
 # ---------------------------------------------------------------- colour histograms and reductions
 
 def channel_sums(images: np.ndarray) -> np.ndarray:

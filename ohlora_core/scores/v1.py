@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 
 from .common import (HAIR, INNER_MOUTH, LEFT_EYE, LOWER_LIP, MAP_SIZE, NOSE, RIGHT_EYE, UPPER_LIP,
-                     ScoreFlag, ScoreResult, background_mean_std, check_batch, chunks, colour_histograms,
+                     ScoreFlag, ScoreResult, background_mean_std, colour_histograms, score_in_chunks,
                      median_from_histograms, row_counts, row_span)
 
 ALGORITHM_VERSION = "v1.0"
@@ -93,11 +93,7 @@ def compute_scores_v1(parsing: np.ndarray, images: np.ndarray) -> ScoreResult:
              is irrelevant (only channel means are used).
     Returns ScoreResult(values (N, 7) float64 in SCORE_NAMES order, flags (N, 7) uint8).
     """
-    check_batch(parsing, images, "v1 images")
-    parts = [_scores_chunk(parsing[sl], images[sl]) for sl in chunks(len(parsing))]
-    if not parts:
-        return ScoreResult(np.zeros((0, 7)), np.zeros((0, 7), np.uint8))
-    return ScoreResult(np.concatenate([p.values for p in parts]), np.concatenate([p.flags for p in parts]))
+    return score_in_chunks(_scores_chunk, parsing, images, "v1 images")
 
 
 __all__ = ["ALGORITHM_VERSION", "compute_scores_v1"]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .common import (HAIR, INNER_MOUTH, LEFT_EYE, LOWER_LIP, MAP_SIZE, RIGHT_EYE, UPPER_LIP,
-                     ScoreFlag, ScoreResult, background_mean_std, check_batch, chunks,
+                     ScoreFlag, ScoreResult, background_mean_std, score_in_chunks,
                      colour_histograms, row_counts, trimmed_means)
 
 ALGORITHM_VERSION = "v2.0"
@@ -146,11 +146,7 @@ def compute_scores_v2(parsing: np.ndarray, face_crops: np.ndarray) -> ScoreResul
     face_crops: (N, 224, 224, 3) uint8 face crops the maps were computed on (`load_face_crop`).
     Returns ScoreResult(values (N, 7) float64 in SCORE_NAMES order, flags (N, 7) uint8).
     """
-    check_batch(parsing, face_crops, "v2 face crops")
-    parts = [_scores_chunk(parsing[sl], face_crops[sl]) for sl in chunks(len(parsing))]
-    if not parts:
-        return ScoreResult(np.zeros((0, 7)), np.zeros((0, 7), np.uint8))
-    return ScoreResult(np.concatenate([p.values for p in parts]), np.concatenate([p.flags for p in parts]))
+    return score_in_chunks(_scores_chunk, parsing, face_crops, "v2 face crops")
 
 
 __all__ = ["ALGORITHM_VERSION", "MIN_HAIR_PIXEL_THRESHOLD", "compute_scores_v2", "farthest_pair_cos"]
