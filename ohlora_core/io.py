@@ -114,3 +114,26 @@ def load_state_dict_strict(module, state_dict: Mapping, source: str) -> None:
                 lines.append(f"  {title} ({len(items)}): " + ", ".join(items[:20]) + (" ..." if len(items) > 20 else ""))
         raise CheckpointError("\n".join(lines))
     module.load_state_dict(state_dict, strict=True)
+
+
+def reset_if_recipe_changed(folder: str | os.PathLike, recipe: Mapping, pattern: str = "*") -> int:
+    """Keep `folder`'s files only if they were made under the same recipe.
+
+    The recipe (weights, inputs, settings that change the bytes) is stored as
+    `folder/recipe.json`; when it differs from `recipe`, files matching `pattern`
+    are deleted, so outputs of two recipes never mix and skip-existing reruns stay
+    correct. Returns how many files were deleted.
+    """
+    import json
+
+    folder = Path(folder)
+    path = folder / "recipe.json"
+    text = json.dumps(recipe, indent=1, sort_keys=True)
+    removed = 0
+    if path.exists() and path.read_text() != text:
+        for p in folder.rglob(pattern):
+            if p.is_file() and p != path:
+                p.unlink()
+                removed += 1
+    atomic_write_text(path, text)
+    return removed

@@ -104,3 +104,14 @@ def test_fallback_box_parses_faceless_images_and_lists_them(images, model, tmp_p
     assert crop_box((64.0, 64.0, 192.0, 192.0), 256, 256) == (32, 32, 224, 224)  # grown 50 %, like a face box
     face = np.asarray(Image.open(face_path(tmp_path, 9)))
     assert face.shape == (224, 224, 3) and abs(int(face.mean()) - 200) <= 1  # the blank grey image's centre
+
+
+def test_prune_outputs_keeps_only_wanted_images(tmp_path):
+    from ohlora_core.segmentation.pipeline import prune_outputs
+
+    for no in (1, 2):
+        for kind in ("parsing", "face"):
+            (tmp_path / f"{kind}_{no:06d}.png").write_bytes(b"x")
+    (tmp_path / "preview.png").write_bytes(b"x")
+    assert prune_outputs(tmp_path, {2}) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["face_000002.png", "parsing_000002.png", "preview.png"]

@@ -80,6 +80,16 @@ def encode_png(array: np.ndarray, rgb: bool = False) -> bytes:
     return buf.tobytes()
 
 
+def prune_outputs(out_dir: Path, keep: set[int]) -> int:
+    """Delete the files of images not in `keep` (e.g. no longer in the filtered set); return how many."""
+    removed = 0
+    for p in Path(out_dir).glob("*_[0-9][0-9][0-9][0-9][0-9][0-9].png"):
+        if int(p.stem.rsplit("_", 1)[1]) not in keep:
+            p.unlink()
+            removed += 1
+    return removed
+
+
 def read_label_map(path: Path) -> np.ndarray:
     """Read a `parsing_*.png` back as (224, 224) uint8."""
     arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)

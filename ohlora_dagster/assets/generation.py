@@ -1,7 +1,5 @@
 """Stage 1 — latent codes and raw StyleGAN images (SPEC "Generation")."""
 
-import json
-
 import dagster as dg
 
 from ohlora_dagster.previews import image_grid, markdown_image, save_picture
@@ -63,7 +61,7 @@ def raw_images(context: dg.AssetExecutionContext, settings: OhloraSettings) -> d
     import numpy as np
 
     from ohlora_core.generation import generate_images, image_name, write_manifest
-    from ohlora_core.io import atomic_write_text, sha256_file
+    from ohlora_core.io import reset_if_recipe_changed, sha256_file
 
     z = np.load(settings.artifact_dir("latent_codes") / "latents.npy", mmap_mode="r")
     out_dir = settings.artifact_dir("raw_images")
@@ -78,13 +76,9 @@ def raw_images(context: dg.AssetExecutionContext, settings: OhloraSettings) -> d
         "tf32": settings.tf32 and settings.resolved_device.startswith("cuda"),
         "version": GENERATION_VERSION,
     }
-    recipe_path = out_dir / "recipe.json"
-    if recipe_path.exists() and json.loads(recipe_path.read_text()) != recipe and images_dir.exists():
-        stale = list(images_dir.glob("*.jpg"))
-        context.log.info(f"recipe changed: removing {len(stale)} images made under the old recipe")
-        for p in stale:
-            p.unlink()
-    atomic_write_text(recipe_path, json.dumps(recipe, indent=1, sort_keys=True))
+    removed = reset_if_recipe_changed(out_dir, recipe, "*.jpg")
+    if removed:
+        context.log.info(f"recipe changed: removed {removed} images made under the old recipe")
     n = len(z)
     for extra in images_dir.glob("*.jpg") if images_dir.exists() else []:
         if not extra.stem.isdigit() or int(extra.stem) >= n:  # from a run with more images

@@ -17,11 +17,6 @@ from ohlora_dagster.previews import histograms, markdown_image, markdown_table
 from ohlora_dagster.resources import OhloraSettings
 
 PROPERTY_CNN_VERSION = "1"
-STANDARDISED_TOLERANCE = 1e-3  # 4-decimal rounding moves mean/std by far less than this
-
-
-def scores_dir(settings: OhloraSettings, name: str):
-    return settings.artifact_dir(name)
 
 
 def _score_checks(name: str) -> list[dg.AssetCheckSpec]:
@@ -53,67 +48,44 @@ def build_score_asset(version: str, algorithm_version: str) -> dg.AssetsDefiniti
 
 
 def compute_score_asset(version: str, settings: OhloraSettings, algorithm_version: str) -> dg.MaterializeResult:
-    import numpy as np
     import pandas as pd
 
     from ohlora_core.io import atomic_write_csv, sha256_file
-    from ohlora_core.scores import (SCORE_COLUMNS, compute_scores_v1, compute_scores_v2, load_face_crop,
-                                    load_parsing_png, load_v1_image, normalize_scores, scores_frame)
-    from ohlora_core.segmentation.pipeline import face_path, parsing_path
+    from ohlora_core.scores import SCORE_COLUMNS
+    from ohlora_core.scores.tables import CSV_NAMES, score_parsed_images
 
     seg = segmentation_dir(settings)
     parsed = pd.read_csv(seg.parent / "parsed_images.csv")["img_no"].astype(int).tolist()
     kept = pd.read_csv(settings.artifact_dir("filtered_images") / "filtered_images.csv").set_index("img_no")
     n_no_face = len(pd.read_csv(seg.parent / "no_face_images.csv"))
-    paths = [kept.loc[n, "img_path"] for n in parsed]
-    maps = np.stack([load_parsing_png(parsing_path(seg, n)) for n in parsed]) if parsed else np.zeros((0, 224, 224), np.uint8)
-    if version == "v1":  # the original's v1 scored the resized *full* image (its documented bug)
-        images = [load_v1_image(settings.path(p)) for p in paths]
-        compute = compute_scores_v1
-    else:
-        images = [load_face_crop(face_path(seg, n)) for n in parsed]
-        compute = compute_scores_v2
-    images = np.stack(images) if images else np.zeros((0, 224, 224, 3), np.uint8)
-    result = compute(maps, images)
+    tables = score_parsed_images(version, parsed, [settings.path(kept.loc[n, "img_path"]) for n in parsed], seg)
 
-    raw = scores_frame(parsed, paths, result.values)
-    normalised = normalize_scores(raw)
-    out_dir = settings.artifact_dir(f"property_scores_{version}")
-    csv_name = "all_scores.csv" if version == "v1" else "all_scores_v2.csv"
-    atomic_write_csv(out_dir / csv_name, normalised, index=True)  # the original's layout (pandas index)
-    flags = pd.DataFrame(result.flags, columns=[c.replace("_score", "_flag") for c in SCORE_COLUMNS])
-    atomic_write_csv(out_dir / "raw_scores.csv", pd.concat([raw, flags], axis=1))
-
-    values = normalised[list(SCORE_COLUMNS)]
-    unexpected = int((np.isnan(result.values) & (result.flags == 0)).sum())
-    stats = pd.DataFrame({"score": SCORE_COLUMNS, "mean": values.mean().to_numpy(), "std": values.std().to_numpy(),
-                          "nan": values.isna().sum().to_numpy()})
-    constant = [c for c in SCORE_COLUMNS if raw[c].nunique(dropna=True) < 2]
-    standardised = all(
-        abs(m) < STANDARDISED_TOLERANCE and abs(s - 1) < STANDARDISED_TOLERANCE
-        for c, m, s in zip(stats["score"], stats["mean"], stats["std"]) if c not in constant
-    ) and not constant
-    flagged = result.flagged_rows()
+    out = settings.artifact_dir(f"property_scores_{version}") / CSV_NAMES[version]
+    atomic_write_csv(out, tables.normalised, index=True)  # the original's layout (pandas index)
+    atomic_write_csv(out.parent / "raw_scores.csv", pd.concat([tables.raw, tables.flags], axis=1))
+    stats, constant, standardised = tables.standardisation()
+    unexpected, flagged = tables.unexpected_nan(), len(tables.result.flagged_rows())
     return dg.MaterializeResult(
-        data_version=dg.DataVersion(sha256_file(out_dir / csv_name)),
+        data_version=dg.DataVersion(sha256_file(out)),
         metadata={
-            "rows": len(raw),
-            "flagged_images": len(flagged),
-            "flags": dg.MetadataValue.json(result.flag_counts()),
+            "rows": len(tables.raw),
+            "flagged_images": flagged,
+            "flags": dg.MetadataValue.json(tables.result.flag_counts()),
             "normalised_stats": markdown_table(stats),
-            "histograms": markdown_image(histograms({c: raw[c].to_numpy() for c in SCORE_COLUMNS}), "raw score histograms"),
+            "histograms": markdown_image(histograms({c: tables.raw[c].to_numpy() for c in SCORE_COLUMNS}),
+                                         "raw score histograms"),
             "algorithm_version": algorithm_version,
-            "path": dg.MetadataValue.path(str(out_dir / csv_name)),
+            "path": dg.MetadataValue.path(str(out)),
             **settings.mode_metadata(),
         },
         check_results=[
             dg.AssetCheckResult(check_name="no_unexpected_nan", passed=unexpected == 0,
-                                metadata={"unexpected_nan": unexpected, "flagged_images": len(flagged)}),
-            dg.AssetCheckResult(check_name="standardised", passed=bool(standardised),
+                                metadata={"unexpected_nan": unexpected, "flagged_images": flagged}),
+            dg.AssetCheckResult(check_name="standardised", passed=standardised,
                                 severity=dg.AssetCheckSeverity.WARN if settings.is_smoke else dg.AssetCheckSeverity.ERROR,
                                 metadata={"constant_columns": ", ".join(constant) or "none"}),
-            dg.AssetCheckResult(check_name="one_row_per_parsed_image", passed=len(raw) == len(kept) - n_no_face,
-                                metadata={"rows": len(raw), "filtered": len(kept), "no_face": n_no_face}),
+            dg.AssetCheckResult(check_name="one_row_per_parsed_image", passed=len(tables.raw) == len(kept) - n_no_face,
+                                metadata={"rows": len(tables.raw), "filtered": len(kept), "no_face": n_no_face}),
         ],
     )
 

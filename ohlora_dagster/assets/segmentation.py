@@ -34,40 +34,31 @@ def segmentation_dir(settings: OhloraSettings):
 )
 def segmentation_maps(context: dg.AssetExecutionContext, settings: OhloraSettings) -> dg.MaterializeResult:
     import hashlib
-    import json
 
     import numpy as np
     import pandas as pd
     from PIL import Image
 
-    from ohlora_core.io import atomic_write_text, sha256_file
+    from ohlora_core.io import atomic_write_csv, reset_if_recipe_changed, sha256_file
     from ohlora_core.segmentation.face_crop import make_mtcnn
-    from ohlora_core.segmentation.pipeline import face_path, overlay, parsing_path, read_label_map, segment_images
+    from ohlora_core.segmentation.pipeline import (face_path, overlay, parsing_path, prune_outputs, read_label_map,
+                                                   segment_images)
 
     kept = pd.read_csv(settings.artifact_dir("filtered_images") / "filtered_images.csv")
     numbers = kept["img_no"].astype(int).tolist()
     out_dir = segmentation_dir(settings)
     model, weights = load_parser(settings)
     device = settings.resolved_device
-    # Files made with other weights are not these maps: start over when the weights change.
-    stamp = out_dir.parent / "weights.json"
-    if stamp.exists() and json.loads(stamp.read_text()) != {"weights": weights} and out_dir.exists():
-        for p in out_dir.glob("*.png"):
-            p.unlink()
-    atomic_write_text(stamp, json.dumps({"weights": weights}))
+    recipe = {"weights": weights if settings.is_smoke else sha256_file(weights), "version": SEGMENTATION_VERSION}
+    reset_if_recipe_changed(out_dir.parent, recipe, "*.png")  # maps made with other weights go
     summary = segment_images(
         [settings.path(p) for p in kept["img_path"]], numbers, out_dir, model, make_mtcnn(device), device,
         batch_size=min(settings.batch_size, 32), fallback_box=SMOKE_FACE_BOX if settings.is_smoke else None,
     )
-    wanted = set(numbers)
-    for p in out_dir.glob("*.png"):  # maps of images no longer in the filtered set
-        if int(p.stem.rsplit("_", 1)[1]) not in wanted:
-            p.unlink()
+    prune_outputs(out_dir, set(numbers))  # images no longer in the filtered set
     parsed = sorted(n for n in numbers if parsing_path(out_dir, n).exists())
     no_face = sorted(set(numbers) - set(parsed))
     index = pd.DataFrame({"img_no": parsed})
-    from ohlora_core.io import atomic_write_csv
-
     atomic_write_csv(out_dir.parent / "parsed_images.csv", index)
     atomic_write_csv(out_dir.parent / "no_face_images.csv", pd.DataFrame({"img_no": no_face}))
     digest = hashlib.sha256("".join(sha256_file(parsing_path(out_dir, n)) + sha256_file(face_path(out_dir, n))
