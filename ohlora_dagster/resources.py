@@ -113,6 +113,17 @@ class OhloraSettings(dg.ConfigurableResource):
             )
         return p
 
+    def load_model(self, smoke, load, checkpoint: str, what: str):
+        """(model, weights id): `smoke(seed)` in smoke mode, else `load(path)` of the checkpoint
+        (a missing file says where to put it). The id names the smoke init or the checkpoint's
+        path and sha256, so recipes notice a replaced file."""
+        if self.is_smoke:
+            return smoke(self.seed), f"{smoke.__name__}(seed={self.seed})"
+        from ohlora_core.io import sha256_file
+
+        path = self.require_file(checkpoint, what)
+        return load(path), f"{path} (sha256 {sha256_file(path)})"
+
     def mode_metadata(self) -> dict:
         return {
             "mode": self.resolved_mode,

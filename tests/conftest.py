@@ -14,3 +14,29 @@ def score_fixture():
     data = np.load(FIXTURES / "scores" / "maps.npz")
     expected = json.loads((FIXTURES / "scores" / "expected.json").read_text())
     return list(data["names"]), data["parsing"], data["images"], expected
+
+
+def assert_matches_original(result, score_fixture, version: str, flag_for) -> tuple[int, int]:
+    """Every 'ok' value equals the original's bit for bit (same float64 bits, not just close) with
+    flag OK; every other status is NaN with `flag_for(map_name, score_name, status)`.
+    Returns (values checked, values flagged)."""
+    from ohlora_core.scores import SCORE_NAMES, ScoreFlag
+
+    names, _, _, expected = score_fixture
+    assert tuple(expected["score_names"]) == SCORE_NAMES
+    assert result.values.shape == (len(names), 7) and result.values.dtype == np.float64
+    checked = flagged = 0
+    for i, entry in enumerate(expected["maps"]):
+        assert entry["name"] == names[i]
+        for k, (status, value) in enumerate(entry[version]):
+            ours, flag = result.values[i, k], result.flags[i, k]
+            where = (names[i], SCORE_NAMES[k], status)
+            if status == "ok":
+                assert ours.hex() == float.fromhex(value).hex(), (*where, ours, value)
+                assert flag == ScoreFlag.OK, where
+                checked += 1
+            else:
+                assert np.isnan(ours), where
+                assert flag == flag_for(names[i], SCORE_NAMES[k], status), where
+                flagged += 1
+    return checked, flagged

@@ -18,6 +18,15 @@ def test_settings_resolve_mode_paths_and_counts(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"FaceXFormer .* not found at .*model\.pt\. Put it there"):
         s.require_file(s.facexformer_checkpoint, "FaceXFormer checkpoint")
 
+    def smoke_model(seed):
+        return ("random", seed)
+
+    model, weights_id = s.load_model(smoke_model, lambda p: ("loaded", p.name), s.stylegan_checkpoint, "StyleGAN")
+    assert model == ("loaded", "stylegan_celeba_partial256.pth")
+    assert weights_id.endswith("(sha256 2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881)")
+    smoke = OhloraSettings(storage_root=str(tmp_path), mode="smoke", seed=3)
+    assert smoke.load_model(smoke_model, None, "", "") == (("random", 3), "smoke_model(seed=3)")
+
 
 def test_generation_assets_materialize_and_rerun_is_a_no_op(tmp_path):
     settings = OhloraSettings(storage_root=str(tmp_path), mode="smoke", device="cpu", n_images=6, batch_size=4)

@@ -11,20 +11,16 @@ import numpy as np
 import pytest
 
 import ohlora_core.scores.common as scores_common
-from ohlora_core.scores import (SCORE_NAMES, ScoreFlag, V1_VERSION, compute_scores_v1, load_parsing_png,
+from conftest import assert_matches_original
+from ohlora_core.scores import (ScoreFlag, V1_VERSION, compute_scores_v1, load_parsing_png,
                                 load_v1_image)
 
 FIX = Path(__file__).parent / "fixtures" / "scores"
 
 
 @pytest.fixture(scope="module")
-def fixture(score_fixture):
-    return score_fixture
-
-
-@pytest.fixture(scope="module")
-def result(fixture):
-    _, parsing, images, _ = fixture
+def result(score_fixture):
+    _, parsing, images, _ = score_fixture
     return compute_scores_v1(parsing, images)
 
 
@@ -43,29 +39,13 @@ def expected_flag(map_name: str, score: str, status: str) -> ScoreFlag:
     return ScoreFlag.NOSE_FEWER_THAN_2 if map_name in NOSE_LT2 else ScoreFlag.NOSE_ONE_ROW_OR_COLUMN
 
 
-def test_every_value_matches_the_original(fixture, result):
-    names, _, _, expected = fixture
-    assert tuple(expected["score_names"]) == SCORE_NAMES
-    assert result.values.shape == (len(names), 7) and result.values.dtype == np.float64
-    checked = flagged = 0
-    for i, entry in enumerate(expected["maps"]):
-        assert entry["name"] == names[i]
-        for k, (status, value) in enumerate(entry["v1"]):
-            ours, flag = result.values[i, k], result.flags[i, k]
-            if status == "ok":
-                # bit-exact: same float64 bits, not just close
-                assert ours.hex() == float.fromhex(value).hex(), (names[i], SCORE_NAMES[k], ours, value)
-                assert flag == ScoreFlag.OK
-                checked += 1
-            else:
-                assert np.isnan(ours), (names[i], SCORE_NAMES[k])
-                assert flag == expected_flag(names[i], SCORE_NAMES[k], status), (names[i], SCORE_NAMES[k])
-                flagged += 1
+def test_every_value_matches_the_original(score_fixture, result):
+    checked, flagged = assert_matches_original(result, score_fixture, "v1", expected_flag)
     assert checked > 400 and flagged == 10
 
 
-def test_flag_summary(result, fixture):
-    names = fixture[0]
+def test_flag_summary(result, score_fixture):
+    names = score_fixture[0]
     counts = result.flag_counts()
     assert counts == {"hair_color": {"NO_HAIR_CRASH": 2}, "hair_length": {"NO_HAIR_NONE": 2},
                       "pose": {"NOSE_FEWER_THAN_2": 4, "NOSE_ONE_ROW_OR_COLUMN": 2}}
@@ -73,8 +53,8 @@ def test_flag_summary(result, fixture):
         ["no_hair", "all_background", "no_nose", "single_nose_pixel", "nose_one_column", "nose_one_row", "all_hair"])
 
 
-def test_batch_composition_does_not_matter(fixture, result, monkeypatch):
-    _, parsing, images, _ = fixture
+def test_batch_composition_does_not_matter(score_fixture, result, monkeypatch):
+    _, parsing, images, _ = score_fixture
     import ohlora_core.scores.v1 as v1
     monkeypatch.setattr(scores_common, "chunks", lambda n: (slice(s, min(n, s + 7)) for s in range(0, n, 7)))
     perm = np.random.default_rng(0).permutation(len(parsing))
@@ -85,8 +65,8 @@ def test_batch_composition_does_not_matter(fixture, result, monkeypatch):
     np.testing.assert_array_equal(single.values, result.values[3:4])
 
 
-def test_channel_order_is_irrelevant(fixture, result):
-    _, parsing, images, _ = fixture
+def test_channel_order_is_irrelevant(score_fixture, result):
+    _, parsing, images, _ = score_fixture
     rgb = compute_scores_v1(parsing[:5], np.ascontiguousarray(images[:5, :, :, ::-1]))
     np.testing.assert_array_equal(rgb.values, result.values[:5])
 
@@ -101,8 +81,8 @@ def test_empty_batch_and_bad_input():
     assert V1_VERSION == "v1.0"
 
 
-def test_loaders_decode_like_the_original(tmp_path, fixture):
-    _, parsing, images, _ = fixture
+def test_loaders_decode_like_the_original(tmp_path, score_fixture):
+    _, parsing, images, _ = score_fixture
     big = cv2.resize(images[0], (256, 256), interpolation=cv2.INTER_NEAREST)
     jpg = tmp_path / "000123.jpg"
     jpg.write_bytes(cv2.imencode(".jpg", big)[1].tobytes())

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import ohlora_core.scores.common as scores_common
-from ohlora_core.scores import SCORE_NAMES, ScoreFlag, V2_VERSION, compute_scores_v2, load_face_crop
+from conftest import assert_matches_original
+from ohlora_core.scores import ScoreFlag, V2_VERSION, compute_scores_v2, load_face_crop
 from ohlora_core.scores.v2 import farthest_pair_cos
 
 FIX = Path(__file__).parent / "fixtures" / "scores"
@@ -20,35 +21,24 @@ FLAG_OF_STATUS = {"inf": ScoreFlag.EYES_SAME_COLUMN_POS_INF, "-inf": ScoreFlag.E
 
 
 @pytest.fixture(scope="module")
-def fixture(score_fixture):
-    return score_fixture
-
-
-@pytest.fixture(scope="module")
-def result(fixture):
-    _, parsing, images, _ = fixture
+def result(score_fixture):
+    _, parsing, images, _ = score_fixture
     return compute_scores_v2(parsing, images)
 
 
-def test_every_value_matches_the_original(fixture, result):
-    names, _, _, expected = fixture
-    checked = flagged = 0
-    for i, entry in enumerate(expected["maps"]):
-        for k, (status, value) in enumerate(entry["v2"]):
-            ours, flag = result.values[i, k], result.flags[i, k]
-            if status == "ok":
-                assert ours.hex() == float.fromhex(value).hex(), (names[i], SCORE_NAMES[k], ours, value)
-                assert flag == ScoreFlag.OK
-                checked += 1
-            else:
-                assert SCORE_NAMES[k] == "pose" and np.isnan(ours), (names[i], SCORE_NAMES[k], status)
-                assert flag == FLAG_OF_STATUS[status]
-                flagged += 1
+def test_every_value_matches_the_original(score_fixture, result):
+    names = score_fixture[0]
+
+    def flag_for(map_name, score, status):
+        assert score == "pose", (map_name, score, status)  # only v2 pose can be inf/NaN
+        return FLAG_OF_STATUS[status]
+
+    checked, flagged = assert_matches_original(result, score_fixture, "v2", flag_for)
     assert checked == 7 * len(names) - 3 and flagged == 3
 
 
-def test_original_fallbacks_are_values_not_flags(fixture, result):
-    names, _, _, _ = fixture
+def test_original_fallbacks_are_values_not_flags(score_fixture, result):
+    names, _, _, _ = score_fixture
     row = {n: result.values[i] for i, n in enumerate(names)}
     assert row["no_hair"][1] == 127.5 and row["single_hair_pixel"][1] == 127.5  # nothing left after trimming
     assert row["empty_left_eye"][4] == 0.0 and row["empty_both_eyes"][0] == 0.0
@@ -86,8 +76,8 @@ def test_hull_restricted_pair_search_equals_all_pairs():
     assert len(np.unique(ref)) > 30  # the cases are not trivial
 
 
-def test_batch_composition_does_not_matter(fixture, result, monkeypatch):
-    _, parsing, images, _ = fixture
+def test_batch_composition_does_not_matter(score_fixture, result, monkeypatch):
+    _, parsing, images, _ = score_fixture
     import ohlora_core.scores.v2 as v2
     monkeypatch.setattr(scores_common, "chunks", lambda n: (slice(s, min(n, s + 5)) for s in range(0, n, 5)))
     perm = np.random.default_rng(1).permutation(len(parsing))

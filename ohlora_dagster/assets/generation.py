@@ -9,13 +9,11 @@ GENERATION_VERSION = "1"  # bump when generation code changes its output bytes
 
 
 def load_stylegan(settings: OhloraSettings):
-    """The pretrained generator (full) or deterministic random weights (smoke)."""
+    """The pretrained generator (full) or deterministic random weights (smoke), and its weights id."""
     from ohlora_core.stylegan import load_generator, smoke_generator
 
-    if settings.is_smoke:
-        return smoke_generator(seed=settings.seed), f"smoke_generator(seed={settings.seed})"
-    path = settings.require_file(settings.stylegan_checkpoint, "StyleGAN checkpoint (genforce celeba_partial-256x256)")
-    return load_generator(path, key="generator"), str(path)
+    return settings.load_model(smoke_generator, lambda path: load_generator(path, key="generator"),
+                               settings.stylegan_checkpoint, "StyleGAN checkpoint (genforce celeba_partial-256x256)")
 
 
 @dg.asset(
@@ -69,7 +67,7 @@ def raw_images(context: dg.AssetExecutionContext, settings: OhloraSettings) -> d
     generator, weights = load_stylegan(settings)
     # The recipe fixes the bytes of every image; files made under another recipe are removed.
     recipe = {
-        "weights": weights if settings.is_smoke else sha256_file(weights),
+        "weights": weights,
         "latents": sha256_file(settings.artifact_dir("latent_codes") / "latents.npy"),
         "batch_size": settings.batch_size,
         "device": settings.resolved_device,

@@ -11,13 +11,12 @@ SMOKE_FACE_BOX = (64.0, 64.0, 192.0, 192.0)
 
 
 def load_parser(settings: OhloraSettings):
+    """FaceXFormer on the settings' device (full: the official checkpoint; smoke: random weights)."""
     from ohlora_core.segmentation.facexformer import load_facexformer, smoke_facexformer
 
-    device = settings.resolved_device
-    if settings.is_smoke:
-        return smoke_facexformer(seed=settings.seed).to(device).eval(), f"smoke_facexformer(seed={settings.seed})"
-    path = settings.require_file(settings.facexformer_checkpoint, "FaceXFormer checkpoint (state_dict_backbone)")
-    return load_facexformer(path, device), str(path)
+    model, weights = settings.load_model(smoke_facexformer, load_facexformer, settings.facexformer_checkpoint,
+                                         "FaceXFormer checkpoint (state_dict_backbone)")
+    return model.to(settings.resolved_device).eval(), weights
 
 
 def segmentation_dir(settings: OhloraSettings):
@@ -49,7 +48,7 @@ def segmentation_maps(context: dg.AssetExecutionContext, settings: OhloraSetting
     out_dir = segmentation_dir(settings)
     model, weights = load_parser(settings)
     device = settings.resolved_device
-    recipe = {"weights": weights if settings.is_smoke else sha256_file(weights), "version": SEGMENTATION_VERSION}
+    recipe = {"weights": weights, "version": SEGMENTATION_VERSION}
     reset_if_recipe_changed(out_dir.parent, recipe, "*.png")  # maps made with other weights go
     summary = segment_images(
         [settings.path(p) for p in kept["img_path"]], numbers, out_dir, model, make_mtcnn(device), device,
