@@ -52,9 +52,16 @@ def test_generation_assets_materialize_and_rerun_is_a_no_op(tmp_path):
         ]
         assert len(versions) == 2 and versions[0] == versions[1]  # same bytes -> same data version
 
+        # more images: the first six are kept (z_i depends only on (seed, i)), two are added
+        grown = OhloraSettings(**{**settings.model_dump(), "n_images": 8})
+        more = dg.materialize([latent_codes, raw_images], resources={"settings": grown}, instance=instance)
+        assert more.asset_materializations_for_node("raw_images")[0].metadata["generated_now"].value == 2
+        assert len(list(images.iterdir())) == 8
+
         # another seed is another recipe: old images are replaced, the data version changes
         reseeded = OhloraSettings(**{**settings.model_dump(), "seed": 1})  # (model_copy keeps the old config)
         third = dg.materialize([latent_codes, raw_images], resources={"settings": reseeded}, instance=instance)
         assert third.asset_materializations_for_node("raw_images")[0].metadata["generated_now"].value == 6
+        assert sorted(p.name for p in images.iterdir()) == [f"{i:06d}.jpg" for i in range(6)]  # 2 extra pruned
         latest = instance.get_latest_materialization_event(key).asset_materialization
         assert latest.tags["dagster/data_version"] != versions[0]

@@ -59,16 +59,17 @@ def raw_images(context: dg.AssetExecutionContext, settings: OhloraSettings) -> d
     import numpy as np
 
     from ohlora_core.generation import generate_images, image_name, write_manifest
-    from ohlora_core.io import reset_if_recipe_changed, sha256_file
+    from ohlora_core.io import reset_if_recipe_changed
 
     z = np.load(settings.artifact_dir("latent_codes") / "latents.npy", mmap_mode="r")
     out_dir = settings.artifact_dir("raw_images")
     images_dir = out_dir / "images"
     generator, weights = load_stylegan(settings)
     # The recipe fixes the bytes of every image; files made under another recipe are removed.
+    # z_i depends only on (seed, i), so a larger n keeps the images already made.
     recipe = {
         "weights": weights,
-        "latents": sha256_file(settings.artifact_dir("latent_codes") / "latents.npy"),
+        "latent_seed": settings.seed,
         "batch_size": settings.batch_size,
         "device": settings.resolved_device,
         "tf32": settings.tf32 and settings.resolved_device.startswith("cuda"),
