@@ -90,12 +90,12 @@ def _run_worker(out: Path, n: int, kill_after_files: int | None = None) -> int:
         if out.exists() and len(list(out.glob("*.jpg"))) >= kill_after_files:
             os.kill(proc.pid, signal.SIGKILL)
             break
-        time.sleep(0.01)
+        time.sleep(0.002)
     return proc.wait(timeout=60)
 
 
 def test_killed_run_leaves_no_partial_file_and_rerun_is_identical(tmp_path):
-    n = 60
+    n = 60  # 30 batches after the 3rd file: far longer than one 2 ms poll, even on a fast machine
     assert _run_worker(tmp_path / "reference", n) == 0
     reference = _bytes(tmp_path / "reference")
     assert len(reference) == n
