@@ -76,6 +76,11 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def sha256_of_files(paths) -> str:
+    """One digest for several files: sha256 of their sha256 hex digests, in the given order."""
+    return hashlib.sha256("".join(sha256_file(p) for p in paths).encode()).hexdigest()
+
+
 class CheckpointError(ValueError):
     """A checkpoint file is missing, unreadable, or has the wrong layout."""
 

@@ -20,6 +20,7 @@ FULL_N_LABELLED = 2_000
 # Smoke mode: the same code paths at sizes a 2-core CPU finishes in minutes.
 SMOKE_N_IMAGES = 40
 SMOKE_N_LABELLED = 30
+SMOKE_MAX_EPOCHS = 2
 
 
 def _env(name: str, default: str) -> str:
@@ -98,6 +99,10 @@ class OhloraSettings(dg.ConfigurableResource):
     @property
     def labelled_count(self) -> int:
         return min(self.n_labelled or (SMOKE_N_LABELLED if self.is_smoke else FULL_N_LABELLED), self.image_count)
+
+    def epoch_cap(self, configured: int | None) -> int | None:
+        """Training epochs: the configured cap, else none (full) / SMOKE_MAX_EPOCHS (smoke)."""
+        return configured or (SMOKE_MAX_EPOCHS if self.is_smoke else None)
 
     def artifact_dir(self, asset: str) -> Path:
         """storage/artifacts/<mode>/<asset>/ — smoke and full artifacts never mix."""

@@ -11,9 +11,11 @@ from ohlora_dagster.resources import OhloraSettings
 def test_settings_resolve_mode_paths_and_counts(tmp_path):
     s = OhloraSettings(storage_root=str(tmp_path), mode="auto", device="cpu")
     assert s.resolved_mode == "smoke" and s.image_count == 40
+    assert s.epoch_cap(None) == 2 and s.epoch_cap(7) == 7
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "stylegan_celeba_partial256.pth").write_bytes(b"x")
     assert s.resolved_mode == "full" and s.image_count == 10_000 and s.labelled_count == 2_000
+    assert s.epoch_cap(None) is None and s.epoch_cap(7) == 7
     assert s.artifact_dir("raw_images") == tmp_path / "artifacts" / "full" / "raw_images"
     with pytest.raises(FileNotFoundError, match=r"FaceXFormer .* not found at .*model\.pt\. Put it there"):
         s.require_file(s.facexformer_checkpoint, "FaceXFormer checkpoint")

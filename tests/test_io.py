@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ohlora_core.io import (CheckpointError, atomic_path, atomic_write_text, clean_partial_files, load_checkpoint,
-                            load_state_dict_strict, reset_if_recipe_changed)
+                            load_state_dict_strict, reset_if_recipe_changed, sha256_file, sha256_of_files)
 
 
 def test_atomic_write_is_all_or_nothing(tmp_path):
@@ -48,3 +48,13 @@ def test_checkpoint_errors_name_the_file(tmp_path):
     msg = str(err.value)
     assert "file.pt['generator'] does not match Linear" in msg and "missing keys (1): bias" in msg
     assert "unexpected keys (1): extra" in msg and "weight: checkpoint (3, 3) vs model (3, 2)" in msg
+
+
+def test_sha256_of_files_depends_on_content_and_order(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_bytes(b"1")
+    b.write_bytes(b"2")
+    import hashlib
+
+    assert sha256_of_files([a, b]) == hashlib.sha256((sha256_file(a) + sha256_file(b)).encode()).hexdigest()
+    assert sha256_of_files([a, b]) != sha256_of_files([b, a])

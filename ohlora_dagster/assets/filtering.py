@@ -99,14 +99,14 @@ def gender_quality_models(
 
     from ohlora_core.cnn.data import decode_images
     from ohlora_core.cnn.training import train_property_models
-    from ohlora_core.io import sha256_file
+    from ohlora_core.io import sha256_of_files
 
     labels = _read_labels(settings)
     images = decode_images(raw_image_paths(settings, labels["img_no"]))
     out_dir = settings.artifact_dir("gender_quality_models")
     smoke = settings.is_smoke
-    max_epochs = config.max_epochs or (2 if smoke else None)
-    logs, digests = [], []
+    max_epochs = settings.epoch_cap(config.max_epochs)
+    logs, model_paths = [], []
     for prop, threshold in (("quality", config.quality_threshold), ("gender", config.gender_threshold)):
         result = train_property_models(
             prop, images, labels[prop].to_numpy(), out_dir, seed=settings.seed, device=settings.resolved_device,
@@ -114,12 +114,10 @@ def gender_quality_models(
             val_loss_threshold=float("inf") if smoke else threshold, log=context.log.info,
         )
         logs.append(result.train_log.assign(property=prop))
-        digests += [sha256_file(p) for p in result.model_paths]
+        model_paths += result.model_paths
     log = pd.concat(logs, ignore_index=True)
-    import hashlib
-
     return dg.MaterializeResult(
-        data_version=dg.DataVersion(hashlib.sha256("".join(digests).encode()).hexdigest()),
+        data_version=dg.DataVersion(sha256_of_files(model_paths)),
         metadata={
             "folds": markdown_table(log[["property", "fold_no", "attempt", "success", "min_val_loss", "total_epochs", "best_epoch"]]),
             "path": dg.MetadataValue.path(str(out_dir)),

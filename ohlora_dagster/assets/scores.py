@@ -132,7 +132,7 @@ def build_score_assets(v1_version: str | None = None, v2_version: str | None = N
         table = _v2_table(settings)
         usable = table.dropna(subset=list(SCORE_COLUMNS))
         out_dir = settings.artifact_dir("property_score_cnn")
-        max_epochs = config.max_epochs or (2 if settings.is_smoke else None)
+        max_epochs = settings.epoch_cap(config.max_epochs)
         result = train_property_score_cnn(
             _images_of(settings, usable), usable, out_dir, seed=settings.seed, device=settings.resolved_device,
             max_epochs=max_epochs, patience=config.patience, log=context.log.info,

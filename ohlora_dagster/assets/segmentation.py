@@ -32,13 +32,11 @@ def segmentation_dir(settings: OhloraSettings):
     description="Per filtered image: 224x224 FaceXFormer label map (classes 0..10) and the 224x224 face crop.",
 )
 def segmentation_maps(context: dg.AssetExecutionContext, settings: OhloraSettings) -> dg.MaterializeResult:
-    import hashlib
-
     import numpy as np
     import pandas as pd
     from PIL import Image
 
-    from ohlora_core.io import atomic_write_csv, reset_if_recipe_changed, sha256_file
+    from ohlora_core.io import atomic_write_csv, reset_if_recipe_changed, sha256_of_files
     from ohlora_core.segmentation.face_crop import make_mtcnn
     from ohlora_core.segmentation.pipeline import (face_path, overlay, parsing_path, prune_outputs, read_label_map,
                                                    segment_images)
@@ -60,8 +58,7 @@ def segmentation_maps(context: dg.AssetExecutionContext, settings: OhloraSetting
     index = pd.DataFrame({"img_no": parsed})
     atomic_write_csv(out_dir.parent / "parsed_images.csv", index)
     atomic_write_csv(out_dir.parent / "no_face_images.csv", pd.DataFrame({"img_no": no_face}))
-    digest = hashlib.sha256("".join(sha256_file(parsing_path(out_dir, n)) + sha256_file(face_path(out_dir, n))
-                                    for n in parsed).encode()).hexdigest()
+    digest = sha256_of_files(p for n in parsed for p in (parsing_path(out_dir, n), face_path(out_dir, n)))
     previews = [overlay(np.asarray(Image.open(face_path(out_dir, n)).convert("RGB")), read_label_map(parsing_path(out_dir, n)))
                 for n in parsed[:8]]
     grid = image_grid(previews, cols=4, thumb=112)
