@@ -40,3 +40,15 @@ def assert_matches_original(result, score_fixture, version: str, flag_for) -> tu
                 assert flag == flag_for(names[i], SCORE_NAMES[k], status), where
                 flagged += 1
     return checked, flagged
+
+
+def assert_batch_composition_does_not_matter(compute, score_fixture, result, monkeypatch, chunk: int, seed: int):
+    """Scores of a shuffled batch, cut into `chunk`-image internal chunks, equal the reference result."""
+    import ohlora_core.scores.common as scores_common
+
+    _, parsing, images, _ = score_fixture
+    monkeypatch.setattr(scores_common, "chunks", lambda n: (slice(s, min(n, s + chunk)) for s in range(0, n, chunk)))
+    perm = np.random.default_rng(seed).permutation(len(parsing))
+    again = compute(parsing[perm], images[perm])
+    np.testing.assert_array_equal(again.values, result.values[perm])
+    np.testing.assert_array_equal(again.flags, result.flags[perm])

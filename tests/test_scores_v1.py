@@ -10,8 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-import ohlora_core.scores.common as scores_common
-from conftest import assert_matches_original
+from conftest import assert_batch_composition_does_not_matter, assert_matches_original
 from ohlora_core.scores import (ScoreFlag, V1_VERSION, compute_scores_v1, load_parsing_png,
                                 load_v1_image)
 
@@ -54,13 +53,8 @@ def test_flag_summary(result, score_fixture):
 
 
 def test_batch_composition_does_not_matter(score_fixture, result, monkeypatch):
+    assert_batch_composition_does_not_matter(compute_scores_v1, score_fixture, result, monkeypatch, chunk=7, seed=0)
     _, parsing, images, _ = score_fixture
-    import ohlora_core.scores.v1 as v1
-    monkeypatch.setattr(scores_common, "chunks", lambda n: (slice(s, min(n, s + 7)) for s in range(0, n, 7)))
-    perm = np.random.default_rng(0).permutation(len(parsing))
-    again = v1.compute_scores_v1(parsing[perm], images[perm])
-    np.testing.assert_array_equal(again.values, result.values[perm])
-    np.testing.assert_array_equal(again.flags, result.flags[perm])
     single = compute_scores_v1(parsing[3:4], images[3:4])
     np.testing.assert_array_equal(single.values, result.values[3:4])
 

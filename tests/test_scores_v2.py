@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import ohlora_core.scores.common as scores_common
-from conftest import assert_matches_original
+from conftest import assert_batch_composition_does_not_matter, assert_matches_original
 from ohlora_core.scores import ScoreFlag, V2_VERSION, compute_scores_v2, load_face_crop
 from ohlora_core.scores.v2 import farthest_pair_cos
 
@@ -77,13 +76,7 @@ def test_hull_restricted_pair_search_equals_all_pairs():
 
 
 def test_batch_composition_does_not_matter(score_fixture, result, monkeypatch):
-    _, parsing, images, _ = score_fixture
-    import ohlora_core.scores.v2 as v2
-    monkeypatch.setattr(scores_common, "chunks", lambda n: (slice(s, min(n, s + 5)) for s in range(0, n, 5)))
-    perm = np.random.default_rng(1).permutation(len(parsing))
-    again = v2.compute_scores_v2(parsing[perm], images[perm])
-    np.testing.assert_array_equal(again.values, result.values[perm])
-    np.testing.assert_array_equal(again.flags, result.flags[perm])
+    assert_batch_composition_does_not_matter(compute_scores_v2, score_fixture, result, monkeypatch, chunk=5, seed=1)
 
 
 def test_bad_input_and_loader(tmp_path):
