@@ -37,6 +37,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from ohlora_core.artifacts import SegmentationMaps  # noqa: E402
 from ohlora_core.segmentation.face_crop import make_mtcnn  # noqa: E402
 from ohlora_core.segmentation.facexformer import load_facexformer, smoke_facexformer  # noqa: E402
 from ohlora_core.segmentation.pipeline import read_label_map, segment_images  # noqa: E402
@@ -161,7 +162,8 @@ def main() -> None:
         model = load_facexformer(ckpt, args.device)
         mtcnn = make_mtcnn(args.device)
         t_load = time.perf_counter() - t0
-        summary = segment_images(paths[:args.n], numbers[:args.n], tmp / "ours", model, mtcnn, args.device,
+        ours = SegmentationMaps(tmp / "ours")
+        summary = segment_images(paths[:args.n], numbers[:args.n], ours, model, mtcnn, args.device,
                                  batch_size=args.batch_size, visualizations=True)
         sync(args.device)
         t_ours = time.perf_counter() - t0
@@ -175,9 +177,9 @@ def main() -> None:
         t_ref = time.perf_counter() - t0
 
         both = [no for no in numbers[:min(args.n, args.ref_n)] if no in summary.written]
-        same_face = sum(np.array_equal(cv2.imread(str(tmp / "ours" / f"face_{no:06d}.png")),
+        same_face = sum(np.array_equal(cv2.imread(str(ours.face(no))),
                                        cv2.imread(str(tmp / "ref" / f"face_{no:06d}.png"))) for no in both)
-        agree = np.mean([np.mean(read_label_map(tmp / "ours" / f"parsing_{no:06d}.png")
+        agree = np.mean([np.mean(read_label_map(ours.parsing(no))
                                  == read_label_map(tmp / "ref" / f"parsing_{no:06d}.png")) for no in both])
 
     dev = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU ({torch.get_num_threads()} threads)"
@@ -195,6 +197,9 @@ def main() -> None:
               "swin_b(weights='IMAGENET1K_V1') did from torch's cache")
     print(f"outputs on the {len(both)} shared images: identical face PNGs {same_face}/{len(both)}, "
           f"label-map pixel agreement {100 * agree:.3f}% (random weights have near-tied logits)")
+    # Batched MTCNN boxes differ from one-image calls by ~1e-5 px, which can move an int() crop edge on a
+    # rare image; random-weight logits are near-tied on ~0.2 % of pixels. Anything beyond that is a bug.
+    assert both and same_face >= 0.95 * len(both) and agree > 0.99, (same_face, len(both), agree)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,10 @@ from pathlib import Path
 from typing import Iterator, Mapping
 
 TMP_MARKER = ".tmp-"
+# mkstemp creates 0600 files; finished artifacts get the mode a plain open() would give them.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK
 
 
 @contextmanager
@@ -28,6 +32,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -92,10 +97,30 @@ def load_checkpoint(path: str | os.PathLike) -> Mapping:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes); expected a file written by torch.save")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle/zip errors carry no file name
-        raise CheckpointError(f"cannot load checkpoint {path} with weights_only=True: {exc}") from exc
+        raise CheckpointError(f"cannot load checkpoint {path} with weights_only=True: "
+                              f"{type(exc).__name__}: {exc}") from exc
+
+
+def state_dict_in(checkpoint, source: str, key: str | None = None, what: str = "a state_dict") -> dict:
+    """`checkpoint[key]` (or, without that key, the checkpoint itself) as a {name: tensor} dict, or
+    CheckpointError naming `source`, what was expected (`what`) and what was found instead."""
+    import torch
+
+    def describe(obj) -> str:
+        if isinstance(obj, Mapping):
+            return f"a dict with keys {sorted(map(str, obj))[:10]}"
+        return f"a {type(obj).__name__}" + (f" of shape {tuple(obj.shape)}" if isinstance(obj, torch.Tensor) else "")
+
+    sd = checkpoint.get(key, checkpoint) if key and isinstance(checkpoint, Mapping) else checkpoint
+    if not isinstance(sd, Mapping) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        where = f"{source} [{key!r}]" if sd is not checkpoint else source
+        raise CheckpointError(f"{where}: expected {what} (names -> tensors), found {describe(sd)}")
+    return dict(sd)
 
 
 def load_state_dict_strict(module, state_dict: Mapping, source: str) -> None:
@@ -120,25 +145,3 @@ def load_state_dict_strict(module, state_dict: Mapping, source: str) -> None:
         raise CheckpointError("\n".join(lines))
     module.load_state_dict(state_dict, strict=True)
 
-
-def reset_if_recipe_changed(folder: str | os.PathLike, recipe: Mapping, pattern: str = "*") -> int:
-    """Keep `folder`'s files only if they were made under the same recipe.
-
-    The recipe (weights, inputs, settings that change the bytes) is stored as
-    `folder/recipe.json`; when it differs from `recipe`, files matching `pattern`
-    are deleted, so outputs of two recipes never mix and skip-existing reruns stay
-    correct. Returns how many files were deleted.
-    """
-    import json
-
-    folder = Path(folder)
-    path = folder / "recipe.json"
-    text = json.dumps(recipe, indent=1, sort_keys=True)
-    removed = 0
-    if path.exists() and path.read_text() != text:
-        for p in folder.rglob(pattern):
-            if p.is_file() and p != path:
-                p.unlink()
-                removed += 1
-    atomic_write_text(path, text)
-    return removed

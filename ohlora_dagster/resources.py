@@ -8,11 +8,15 @@ or with OHLORA_* environment variables, which the defaults read.
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import dagster as dg
 from pydantic import Field
 
+if TYPE_CHECKING:
+    from ohlora_core.store import RecipeDir
+
+F = TypeVar("F")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Full mode runs on these (see README "Full mode").
 FULL_N_IMAGES = 10_000
@@ -21,6 +25,32 @@ FULL_N_LABELLED = 2_000
 SMOKE_N_IMAGES = 40
 SMOKE_N_LABELLED = 30
 SMOKE_MAX_EPOCHS = 2
+
+
+class SettingsError(ValueError):
+    """A setting cannot work on this machine or contradicts another one."""
+
+
+def check_device(device: str) -> None:
+    """`device` names a torch device that exists here, or SettingsError says what to set instead."""
+    if device == "auto":
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise SettingsError(f"settings.device={device!r} is not a torch device ({exc}); use auto, cpu, cuda or "
+                            f"cuda:N") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SettingsError(f"settings.device={device!r}, but CUDA is not available on this machine "
+                                f"(torch {torch.__version__}); set device: cpu or auto")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise SettingsError(f"settings.device={device!r}, but this machine has {torch.cuda.device_count()} "
+                                f"CUDA device(s); use cuda:0..cuda:{torch.cuda.device_count() - 1}")
+    elif dev.type != "cpu" and not getattr(torch.backends, dev.type, None):
+        raise SettingsError(f"settings.device={device!r} is not supported here; use auto, cpu or cuda")
 
 
 def _env(name: str, default: str) -> str:
@@ -43,10 +73,12 @@ class OhloraSettings(dg.ConfigurableResource):
         default_factory=lambda: _env("OHLORA_DEVICE", "auto"),
         description="torch device for model work: auto (cuda when available), cpu, cuda, cuda:1, ...",
     )
-    seed: int = Field(default=0, description="Seed of every random choice: z (with the image index), inits, splits.")
-    n_images: int | None = Field(default=None, description="Images to generate; default 10,000 (full) / 40 (smoke).")
-    n_labelled: int | None = Field(default=None, description="Hand-labelled images; default 2,000 (full) / 30 (smoke).")
-    batch_size: int = Field(default=16, description="Inference batch size for generation and parsing.")
+    seed: int = Field(default=0, ge=0, description="Seed of every random choice: z (with the image index), inits, splits.")
+    n_images: int | None = Field(default=None, gt=0,
+                                 description="Images to generate; unset = 10,000 (full) / 40 (smoke).")
+    n_labelled: int | None = Field(default=None, gt=1, description="Hand-labelled images (rows the label CSV must "
+                                   "hold); unset = 2,000 (full) / 30 (smoke).")
+    batch_size: int = Field(default=16, gt=0, description="Inference batch size for generation and parsing.")
     tf32: bool = Field(
         default=True,
         description="Let CUDA convolutions use TF32 (PyTorch's default; ~±1 grey level on ~5% of pixels). "
@@ -63,6 +95,17 @@ class OhloraSettings(dg.ConfigurableResource):
         default="labels/synthesize_results_quality_and_gender.csv",
         description="Hand labels (img_name,quality,gender), relative to storage_root.",
     )
+
+    def setup_for_execution(self, context) -> None:  # noqa: ANN001
+        """Runs before any step of a run: a bad setting stops the run before a file is touched."""
+        self.validate()
+
+    def validate(self) -> None:
+        """Check what pydantic cannot: the device exists here, counts agree. Raises SettingsError."""
+        if self.n_labelled is not None and self.n_labelled > self.image_count:
+            raise SettingsError(f"settings.n_labelled={self.n_labelled} is more than the {self.image_count} images "
+                                f"generated (settings.n_images); lower n_labelled or raise n_images")
+        check_device(self.device)
 
     # -- derived -----------------------------------------------------------------
     @property
@@ -94,19 +137,51 @@ class OhloraSettings(dg.ConfigurableResource):
 
     @property
     def image_count(self) -> int:
-        return self.n_images or (SMOKE_N_IMAGES if self.is_smoke else FULL_N_IMAGES)
+        if self.n_images is not None:
+            return self.n_images
+        return SMOKE_N_IMAGES if self.is_smoke else FULL_N_IMAGES
 
     @property
     def labelled_count(self) -> int:
-        return min(self.n_labelled or (SMOKE_N_LABELLED if self.is_smoke else FULL_N_LABELLED), self.image_count)
+        """Label rows expected: the setting, else the mode's default (capped by the image count)."""
+        if self.n_labelled is not None:
+            return self.n_labelled
+        return min(SMOKE_N_LABELLED if self.is_smoke else FULL_N_LABELLED, self.image_count)
 
     def epoch_cap(self, configured: int | None) -> int | None:
         """Training epochs: the configured cap, else none (full) / SMOKE_MAX_EPOCHS (smoke)."""
-        return configured or (SMOKE_MAX_EPOCHS if self.is_smoke else None)
+        if configured is not None:
+            return configured
+        return SMOKE_MAX_EPOCHS if self.is_smoke else None
 
     def artifact_dir(self, asset: str) -> Path:
         """storage/artifacts/<mode>/<asset>/ — smoke and full artifacts never mix."""
         return self.root / "artifacts" / self.resolved_mode / asset
+
+    def stage(self, files_cls: type[F], recipe: dict) -> tuple["RecipeDir", F]:
+        """The recipe folder an asset writes into (promote it when complete) and its file names."""
+        from ohlora_core.store import RecipeDir
+
+        stage = RecipeDir(self.artifact_dir(files_cls.NAME), {**recipe, "mode": self.resolved_mode})
+        return stage, files_cls(stage.open())
+
+    def current(self, files_cls: type[F]) -> F:
+        """The complete outputs of an upstream asset (an error if it was never materialized)."""
+        from ohlora_core.store import current_dir
+
+        return files_cls(current_dir(self.artifact_dir(files_cls.NAME)))
+
+    def data_version(self, files_cls: type) -> str:
+        """The data version an upstream asset recorded for its current outputs (for recipes)."""
+        from ohlora_core.store import current_digest
+
+        return current_digest(self.artifact_dir(files_cls.NAME))
+
+    def relative(self, path) -> str:
+        """A path as tables store it: relative to the storage root."""
+        from ohlora_core.artifacts import relative_to_root
+
+        return relative_to_root(path, self.root)
 
     def require_file(self, relative: str, what: str) -> Path:
         """Full-mode input file, or an error that says where to put it."""

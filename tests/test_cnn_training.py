@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from ohlora_core.artifacts import GenderQualityModels
 from ohlora_core.cnn.data import to_unit_float
 from ohlora_core.cnn.training import (EPOCH_DETAIL_COLUMNS, TrainingFailed, binary_metrics, fit, kfold_splits,
                                       train_property_models)
@@ -24,7 +25,7 @@ def _toy_quality(n: int, seed: int = 0):
 
 def test_quality_learns_separable_signal_and_writes_original_files(tmp_path):
     imgs, labels = _toy_quality(16)
-    res = train_property_models("quality", imgs, labels, tmp_path, seed=0, n_splits=2, max_epochs=10, lr=1e-3,
+    res = train_property_models("quality", imgs, labels, GenderQualityModels(tmp_path), seed=0, n_splits=2, max_epochs=10, lr=1e-3,
                                 max_attempts=3)
     assert all(d["val_loss"].min() <= 0.13 for d in res.epoch_details)  # quality threshold reached
     assert res.train_log["success"].iloc[-1] and len(res.train_log) == sum(res.attempts)
@@ -62,7 +63,7 @@ def test_stratified_folds_keep_rare_class_and_are_seeded():
 def test_retry_then_gives_up_with_named_error(tmp_path):
     imgs, labels = _toy_quality(8)
     with pytest.raises(TrainingFailed, match=r"quality CNN fold 0: .* above 0.0 in all 2 attempts \(best losses \[0\.\d+, 0\.\d+\]\)"):
-        train_property_models("quality", imgs, labels, tmp_path, seed=0, n_splits=2, max_epochs=1, max_attempts=2,
+        train_property_models("quality", imgs, labels, GenderQualityModels(tmp_path), seed=0, n_splits=2, max_epochs=1, max_attempts=2,
                               val_loss_threshold=0.0)
     log = pd.read_csv(tmp_path / "log" / "train_log_quality.csv")
     assert log["attempt"].tolist() == [0, 1] and log["fold_no"].tolist() == [0, 0] and not log["success"].any()
@@ -74,10 +75,10 @@ def test_same_seed_same_bytes(tmp_path):
     imgs, labels = _toy_quality(8)
     kw = dict(n_splits=2, max_epochs=2, val_loss_threshold=10.0)
     torch.manual_seed(123)  # global state must not matter
-    train_property_models("quality", imgs, labels, tmp_path / "a", seed=3, **kw)
+    train_property_models("quality", imgs, labels, GenderQualityModels(tmp_path / "a"), seed=3, **kw)
     torch.manual_seed(999)
-    train_property_models("quality", imgs, labels, tmp_path / "b", seed=3, **kw)
-    train_property_models("quality", imgs, labels, tmp_path / "c", seed=4, **kw)
+    train_property_models("quality", imgs, labels, GenderQualityModels(tmp_path / "b"), seed=3, **kw)
+    train_property_models("quality", imgs, labels, GenderQualityModels(tmp_path / "c"), seed=4, **kw)
     for fold in range(2):
         name = f"models/quality_model_{fold}.pt"
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()

@@ -83,15 +83,25 @@ def test_face_uint8_truncates_instead_of_rounding():
     assert face_uint8(torch.full((1, 3, 1, 1), 9.0))[0, 0, 0].tolist() == [255, 255, 255]  # clamped
 
 
-def test_crops_match_the_original_flow_byte_for_byte(mtcnn):
-    """fixtures: the official inference.py functions run on the same images (see README)."""
+BOX_TOLERANCE_PX = 1e-3  # MTCNN's float32 convolutions round differently across CPUs (seen: 7.6e-6 px)
+
+
+def test_crops_match_the_original_flow(mtcnn):
+    """fixtures: the official inference.py functions run on the same images (see README).
+
+    Box floats are compared within BOX_TOLERANCE_PX (they depend on the CPU's vector units); the
+    int() crop box and the face bytes are compared exactly where that tolerance cannot move an
+    int() edge, i.e. where every grown coordinate is farther than it from an integer."""
     ref = np.load(FIX / "original_crop.npz")
     faces = np.load(FIX / "parity.npz")["images"]
     for i, (name, img) in enumerate((("astronaut256", astronaut256()), ("astronaut_crop_flip", astronaut_crop_flip()))):
         crop = crop_faces(mtcnn, [img], batched=False)[0]
-        np.testing.assert_array_equal(np.array(crop.box, dtype=np.float64), ref[f"{name}_box"])
-        assert crop.prob == pytest.approx(float(ref[f"{name}_prob"]), abs=1e-7)
-        assert expand_box(crop.box, *img.size) == tuple(ref[f"{name}_adjusted"])
+        np.testing.assert_allclose(np.array(crop.box, dtype=np.float64), ref[f"{name}_box"], rtol=0, atol=BOX_TOLERANCE_PX)
+        assert crop.prob == pytest.approx(float(ref[f"{name}_prob"]), abs=1e-5)
+        adjusted = np.array(expand_box(crop.box, *img.size))
+        np.testing.assert_allclose(adjusted, ref[f"{name}_adjusted"], rtol=0, atol=2 * BOX_TOLERANCE_PX)
+        frac = np.abs(ref[f"{name}_adjusted"] - np.round(ref[f"{name}_adjusted"]))
+        assert frac.min() > 2 * BOX_TOLERANCE_PX, f"{name}: an int() edge is ambiguous; pick another fixture image"
         assert crop.crop_box == tuple(int(v) for v in ref[f"{name}_crop_box"])
         np.testing.assert_array_equal(face_uint8(crop.tensor), faces[i])
 

@@ -111,6 +111,14 @@ def test_strict_load_names_file_and_keys(tmp_path):
         load_facexformer(bad)
     with pytest.raises(CheckpointError, match="checkpoint not found"):
         load_facexformer(tmp_path / "absent.pt")
+    for name, obj, found in (("tensor.pt", torch.zeros(3, 2), r"a Tensor of shape \(3, 2\)"),
+                             ("list.pt", [torch.zeros(1)], "a list")):
+        torch.save(obj, tmp_path / name)
+        with pytest.raises(CheckpointError, match=rf"{name}: expected a FaceXFormer checkpoint .* found {found}"):
+            load_facexformer(tmp_path / name)
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"empty\.pt is empty \(0 bytes\)"):
+        load_facexformer(tmp_path / "empty.pt")
 
 
 def test_shape_mismatch_is_reported(model):

@@ -37,7 +37,7 @@ def _materialize(settings, instance, **kw):
 
 
 def test_full_mode_uses_the_users_files_and_records_faceless_images(storage):
-    settings = OhloraSettings(storage_root=str(storage), mode="auto", device="cpu", n_images=18)
+    settings = OhloraSettings(storage_root=str(storage), mode="auto", device="cpu", n_images=18, n_labelled=15)
     assert settings.resolved_mode == "full"
     with dg.instance_for_test() as instance:
         result = _materialize(settings, instance)
@@ -54,13 +54,13 @@ def test_full_mode_uses_the_users_files_and_records_faceless_images(storage):
     # random-weight images hold no face: recorded and skipped, never parsed from a made-up box
     assert seg["smoke_centre_crops"] == 0 and seg["parsed"] + seg["no_face_count"] == kept
     assert seg["no_face_count"] > 0 and seg["no_face_images"] != "none"
-    assert (storage / "artifacts" / "full" / "raw_images" / "images" / "000017.jpg").exists()
+    assert (storage / "artifacts" / "full" / "raw_images" / "current" / "images" / "000017.jpg").exists()
 
 
 def test_bad_label_csv_fails_the_run_naming_file_and_row(storage, tmp_path):
     bad = tmp_path / "labels.csv"
     bad.write_text("img_name,quality,gender\n0,1,1\n1,2,0\n")
-    settings = OhloraSettings(storage_root=str(storage), mode="full", device="cpu", n_images=4,
+    settings = OhloraSettings(storage_root=str(storage), mode="full", device="cpu", n_images=4, n_labelled=2,
                               hand_labels_csv=str(bad))
     with dg.instance_for_test() as instance:
         result = dg.materialize([*all_assets], selection=dg.AssetSelection.assets("hand_labels"), instance=instance,
@@ -70,3 +70,14 @@ def test_bad_label_csv_fails_the_run_naming_file_and_row(storage, tmp_path):
     cause = error.cause  # Dagster wraps the asset's exception
     assert cause.cls_name == "LabelError"
     assert "labels.csv" in cause.message and "line(s) 3" in cause.message, cause.message
+
+
+def test_a_label_count_other_than_n_labelled_is_refused(storage):
+    settings = OhloraSettings(storage_root=str(storage), mode="full", device="cpu", n_images=18)  # 2,000 capped to 18
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([*all_assets], selection=dg.AssetSelection.assets("hand_labels"), instance=instance,
+                                resources={"settings": settings}, raise_on_error=False)
+    error = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error.cause
+    assert error.cls_name == "LabelError"
+    assert "synthesize_results_quality_and_gender.csv: 15 labelled image(s), but 18 are expected" in error.message
+    assert "set n_labelled: 15" in error.message

@@ -1,4 +1,6 @@
-"""Generation: z is a pure function of (seed, i); images are byte-stable and crash-safe."""
+"""Generation: z is a pure function of (seed, i); images are byte-stable, verified and crash-safe."""
+import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -10,7 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ohlora_core.generation import aligned_batches, generate_images, image_name, latent_codes, latent_for_index
+from ohlora_core.artifacts import RawImages, image_name
+from ohlora_core.generation import (aligned_batches, generate_images, generate_missing, latent_codes, latent_for_index,
+                                    verified_images)
+from ohlora_core.store import ArtifactChanged
 
 
 def test_latent_is_pure_function_of_seed_and_index():
@@ -53,15 +58,31 @@ def test_regenerating_one_image_gives_the_same_bytes(generator, tmp_path):
     assert a.shape == (64, 64, 3) and not np.array_equal(a, b)
 
 
-def test_existing_images_are_skipped_and_temp_leftovers_removed(generator, tmp_path):
-    z = latent_codes(3, range(4))
-    generate_images(generator, z, range(4), tmp_path, batch_size=2)
-    before = _bytes(tmp_path)
-    (tmp_path / "000002.jpg").unlink()
-    (tmp_path / "000002.jpg.tmp-crashed").write_bytes(b"half a jpeg")
-    again = generate_images(generator, z, range(4), tmp_path, batch_size=2)
-    assert again.written == [2] and again.skipped == [0, 1, 3]
-    assert _bytes(tmp_path) == before
+def test_rerun_keeps_intact_images_and_regenerates_damaged_or_changed_ones(generator, tmp_path):
+    files = RawImages(tmp_path)
+    z = latent_codes(3, range(6))
+    first = generate_missing(generator, z, 6, files, batch_size=2)
+    assert first.written == list(range(6)) and first.skipped == []
+    before = _bytes(files.images_dir)
+    assert json.loads(files.manifest.read_text()) == {
+        f"images/{image_name(i)}": hashlib.sha256(before[image_name(i)]).hexdigest() for i in range(6)}
+
+    files.image(2).unlink()                                                  # lost
+    files.image(3).write_bytes(before[image_name(3)][:500])                  # truncated
+    files.image(4).write_bytes(before[image_name(0)])                        # replaced by another valid image
+    (files.images_dir / "000005.jpg.tmp-crashed").write_bytes(b"half a jpeg")  # a crashed write
+    with pytest.raises(ArtifactChanged, match=r"000003\.jpg is missing or differs from what raw_images wrote"):
+        verified_images(files, [0, 1, 3])  # consumers refuse damaged images, naming the file
+    again = generate_missing(generator, z, 6, files, batch_size=2)
+    assert again.written == [2, 3, 4] and again.skipped == [0, 1, 5]
+    assert _bytes(files.images_dir) == before and verified_images(files, range(6))[5] == files.image(5)
+
+    # other z for image 1 (e.g. another latents file): its aligned batch (0, 1) is redone, the rest kept
+    z2 = z.copy()
+    z2[1] += 1
+    changed = generate_missing(generator, z2, 6, files, batch_size=2)
+    assert changed.written == [0, 1] and changed.skipped == [2, 3, 4, 5]
+    assert files.image(1).read_bytes() != before[image_name(1)]
 
 
 def test_out_of_range_index_is_a_clear_error(generator, tmp_path):
@@ -72,41 +93,45 @@ def test_out_of_range_index_is_a_clear_error(generator, tmp_path):
 WORKER = textwrap.dedent(
     """
     import sys, numpy as np
-    from ohlora_core.generation import generate_images, latent_codes
+    from ohlora_core.artifacts import RawImages
+    from ohlora_core.generation import generate_missing, latent_codes
     from ohlora_core.stylegan import smoke_generator
     out, n = sys.argv[1], int(sys.argv[2])
-    generate_images(smoke_generator(seed=0, resolution=64), latent_codes(5, range(n)), range(n), out,
-                    batch_size=2, io_workers=1)
+    result = generate_missing(smoke_generator(seed=0, resolution=64), latent_codes(5, range(n)), n, RawImages(out),
+                              batch_size=2, io_workers=1)
+    print("written", len(result.written))
     """
 )
 
 
-def _run_worker(out: Path, n: int, kill_after_files: int | None = None) -> int:
-    proc = subprocess.Popen([sys.executable, "-c", WORKER, str(out), str(n)])
+def _run_worker(out: Path, n: int, kill_after_files: int | None = None) -> tuple[int, str]:
+    proc = subprocess.Popen([sys.executable, "-c", WORKER, str(out), str(n)], stdout=subprocess.PIPE, text=True)
     if kill_after_files is None:
-        return proc.wait(timeout=600)
+        return proc.wait(timeout=600), proc.stdout.read()
     deadline = time.time() + 600
     while proc.poll() is None and time.time() < deadline:
-        if out.exists() and len(list(out.glob("*.jpg"))) >= kill_after_files:
+        if out.exists() and len(list((out / "images").glob("*.jpg"))) >= kill_after_files:
             os.kill(proc.pid, signal.SIGKILL)
             break
         time.sleep(0.002)
-    return proc.wait(timeout=60)
+    return proc.wait(timeout=60), proc.stdout.read()
 
 
 def test_killed_run_leaves_no_partial_file_and_rerun_is_identical(tmp_path):
     n = 60  # 30 batches after the 3rd file: far longer than one 2 ms poll, even on a fast machine
-    assert _run_worker(tmp_path / "reference", n) == 0
-    reference = _bytes(tmp_path / "reference")
+    assert _run_worker(tmp_path / "reference", n)[0] == 0
+    reference = _bytes(tmp_path / "reference" / "images")
     assert len(reference) == n
 
     crashed = tmp_path / "crashed"
-    rc = _run_worker(crashed, n, kill_after_files=3)
+    rc, _ = _run_worker(crashed, n, kill_after_files=3)
     assert rc == -signal.SIGKILL, "the run finished before it could be killed; raise n"
-    done = sorted(p.name for p in crashed.glob("*.jpg"))
+    done = sorted(p.name for p in (crashed / "images").glob("*.jpg"))
     assert 3 <= len(done) < n
     for name in done:  # every visible image is complete, byte for byte
-        assert (crashed / name).read_bytes() == reference[name]
+        assert (crashed / "images" / name).read_bytes() == reference[name]
 
-    assert _run_worker(crashed, n) == 0
-    assert _bytes(crashed) == reference  # no temp leftovers, identical files
+    rc, out = _run_worker(crashed, n)
+    assert rc == 0 and _bytes(crashed / "images") == reference  # no temp leftovers, identical files
+    assert int(out.split()[-1]) < n  # the finished batches were not redone
+    assert (crashed / "manifest.json").read_bytes() == (tmp_path / "reference" / "manifest.json").read_bytes()

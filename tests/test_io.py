@@ -1,11 +1,15 @@
-"""Atomic writes, leftovers from crashes, recipe stamps, strict checkpoint errors."""
-import json
+"""Atomic writes, leftovers from crashes, recipe folders and ledgers, strict checkpoint errors."""
+import os
+import stat
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from ohlora_core.io import (CheckpointError, atomic_path, atomic_write_text, clean_partial_files, load_checkpoint,
-                            load_state_dict_strict, reset_if_recipe_changed, sha256_file, sha256_of_files)
+                            load_state_dict_strict, sha256_file, sha256_of_files, state_dict_in)
+from ohlora_core.store import Ledger, MissingArtifact, RecipeDir, current_digest, current_dir
 
 
 def test_atomic_write_is_all_or_nothing(tmp_path):
@@ -24,14 +28,62 @@ def test_clean_partial_files_removes_only_temp_files(tmp_path):
     assert clean_partial_files(tmp_path) == 1 and [p.name for p in tmp_path.iterdir()] == ["000001.jpg"]
 
 
-def test_recipe_change_removes_old_outputs(tmp_path):
-    (tmp_path / "000001.jpg").write_bytes(b"a")
-    assert reset_if_recipe_changed(tmp_path, {"seed": 0}, "*.jpg") == 0  # first recipe: nothing to remove
-    assert reset_if_recipe_changed(tmp_path, {"seed": 0}, "*.jpg") == 0
-    assert (tmp_path / "000001.jpg").exists()
-    assert reset_if_recipe_changed(tmp_path, {"seed": 1}, "*.jpg") == 1
-    assert not (tmp_path / "000001.jpg").exists()
-    assert json.loads((tmp_path / "recipe.json").read_text()) == {"seed": 1}
+def test_files_get_the_mode_the_umask_allows(tmp_path):
+    atomic_write_text(tmp_path / "a.txt", "x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o666 & ~umask  # not mkstemp's 0600
+    # a shared volume's group-writable umask, set before the process starts writing
+    code = "import os; os.umask(0o002); from ohlora_core.io import atomic_write_text; atomic_write_text(os.sys.argv[1], 'x')"
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "b.txt")], check=True)
+    assert stat.S_IMODE((tmp_path / "b.txt").stat().st_mode) == 0o664
+
+
+def test_recipe_folders_switch_current_only_when_complete(tmp_path):
+    with pytest.raises(MissingArtifact, match="materialize that asset first"):
+        current_dir(tmp_path / "asset")
+    first = RecipeDir(tmp_path / "asset", {"seed": 0})
+    atomic_write_text(first.open() / "out.txt", "old")
+    digest = first.promote(["out.txt"])
+    assert (current_dir(tmp_path / "asset") / "out.txt").read_text() == "old"
+    assert current_digest(tmp_path / "asset") == digest and first.verified()
+
+    second = RecipeDir(tmp_path / "asset", {"seed": 1})  # another recipe: its own folder
+    atomic_write_text(second.open() / "out.txt", "new, half done")  # ... and the run dies here
+    assert (current_dir(tmp_path / "asset") / "out.txt").read_text() == "old"  # readers see nothing of it
+    again = RecipeDir(tmp_path / "asset", {"seed": 1})
+    assert again.path == second.path and again.complete is None  # a rerun resumes in the same folder
+    atomic_write_text(again.path / "out.txt", "new")
+    assert again.promote(["out.txt"]) != digest
+    assert (current_dir(tmp_path / "asset") / "out.txt").read_text() == "new"
+    assert not first.path.exists()  # superseded only after the switch
+    (again.path / "out.txt").write_text("edited")
+    assert not again.verified()  # a recorded output that changed is not trusted
+
+
+def test_ledger_decides_from_content_and_reuse_links_intact_items(tmp_path):
+    ledger = Ledger(tmp_path / "a")
+    (tmp_path / "a").mkdir()
+    for i in range(3):
+        (tmp_path / "a" / f"{i}.bin").write_bytes(bytes([i]))
+    ledger.record({"item": i, "input": f"in{i}", "files": {f"{i}.bin": tmp_path / "a" / f"{i}.bin"}} for i in range(3))
+    with open(ledger.path, "a") as f:
+        f.write('{"item": 3, "inp')  # a write cut by a crash
+    assert sorted(ledger.done({0: "in0", 1: "in1", 2: "other", 3: "in3"})) == [0, 1]
+    (tmp_path / "a" / "1.bin").write_bytes(b"changed")
+    assert sorted(ledger.done({0: "in0", 1: "in1"})) == [0]
+
+    old = RecipeDir(tmp_path / "asset", {"item": {"w": 1}, "count": 2})
+    (old.open() / "0.bin").write_bytes(b"zero")
+    Ledger(old.path).record([{"item": 0, "input": "in0", "files": {"0.bin": old.path / "0.bin"}}])
+    old.promote([])
+    grown = RecipeDir(tmp_path / "asset", {"item": {"w": 1}, "count": 3})
+    grown.open()
+    assert grown.reuse_items({0: "in0", 1: "in1"}) == 1
+    assert (grown.path / "0.bin").read_bytes() == b"zero" and os.path.samefile(grown.path / "0.bin", old.path / "0.bin")
+    other = RecipeDir(tmp_path / "asset", {"item": {"w": 2}, "count": 3})  # other weights: nothing to reuse
+    other.open()
+    assert other.reuse_items({0: "in0"}) == 0
 
 
 def test_checkpoint_errors_name_the_file(tmp_path):
@@ -41,6 +93,11 @@ def test_checkpoint_errors_name_the_file(tmp_path):
     bad.write_bytes(b"not a zip")
     with pytest.raises(CheckpointError, match=r"cannot load checkpoint .*bad\.pt with weights_only=True"):
         load_checkpoint(bad)
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"empty\.pt is empty \(0 bytes\)"):
+        load_checkpoint(tmp_path / "empty.pt")
+    with pytest.raises(CheckpointError, match=r"x\.pt: expected a state_dict \(names -> tensors\), found a list"):
+        state_dict_in([1], "x.pt")
     model = torch.nn.Linear(2, 3)
     sd = {"weight": torch.zeros(3, 3), "extra": torch.zeros(1)}
     with pytest.raises(CheckpointError) as err:

@@ -4,8 +4,9 @@ import subprocess
 import sys
 
 CORE_MODULES = [
-    "ohlora_core.io", "ohlora_core.generation", "ohlora_core.stylegan", "ohlora_core.cnn",
-    "ohlora_core.segmentation.pipeline", "ohlora_core.scores",
+    "ohlora_core.io", "ohlora_core.store", "ohlora_core.artifacts", "ohlora_core.pictures", "ohlora_core.seeding",
+    "ohlora_core.generation", "ohlora_core.stylegan", "ohlora_core.cnn", "ohlora_core.segmentation.pipeline",
+    "ohlora_core.scores", "ohlora_core.finetune.gan",
 ]
 
 

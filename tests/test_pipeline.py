@@ -32,29 +32,32 @@ def test_every_asset_materializes_with_its_files_and_metadata(run):
     assert result.success
     keys = defs.resolve_asset_graph().get_all_asset_keys()
     assert all(instance.get_latest_materialization_event(k) is not None for k in keys)
-    art = settings.artifact_dir
+    from ohlora_core import artifacts as a
+
+    cur = settings.current
 
     assert _meta(result, "raw_images")["count"] == 24
     labels = _meta(result, "hand_labels")
     assert labels["labelled"] == 20 and labels["stand_in_labels"] is True
-    models = sorted(p.name for p in (art("gender_quality_models") / "models").iterdir())
+    models = sorted(p.name for p in (cur(a.GenderQualityModels).dir / "models").iterdir())
     assert models == sorted(f"{p}_model_{k}.pt" for p in ("gender", "quality") for k in range(5))
-    scores = pd.read_csv(art("gender_quality_scores") / "all_image_quality_and_gender.csv", index_col=0)
+    scores = pd.read_csv(cur(a.GenderQualityScores).table, index_col=0)
     assert list(scores.columns) == ["img_no", "img_path", "gender_score", "quality_score"]
     assert sorted(scores["img_no"]) == list(range(24))
 
-    kept = pd.read_csv(art("filtered_images") / "filtered_images.csv")
+    kept = pd.read_csv(cur(a.FilteredImages).table)
+    assert kept["img_path"].str.startswith("artifacts/smoke/raw_images/current/images/").all()  # relative to the root
     assert len(kept) == _meta(result, "filtered_images")["kept"] > 0
     assert ((kept["gender_score"] >= 0.7) & (kept["quality_score"] >= 0.9)).all()
 
     seg = _meta(result, "segmentation_maps")
     # random-weight images rarely hold a face MTCNN accepts; the rest are parsed from the centre box
     assert seg["parsed"] == len(kept) and seg["no_face_count"] == 0 and 0 < seg["smoke_centre_crops"] <= len(kept)
-    for version, csv in (("v1", "all_scores.csv"), ("v2", "all_scores_v2.csv")):
-        table = pd.read_csv(art(f"property_scores_{version}") / csv, index_col=0)
+    for version, cls in a.PROPERTY_SCORES.items():
+        table = pd.read_csv(cur(cls).table, index_col=0)
         assert sorted(table["img_no"]) == sorted(kept["img_no"])
         assert _meta(result, f"property_scores_{version}")["histograms"].startswith("![raw score histograms](data:image/png")
-    compare = pd.read_csv(art("property_scores_v2_vs_cnn") / "all_scores_v2_vs_cnn.csv")
+    compare = pd.read_csv(cur(a.PropertyScoresV2VsCnn).table)
     assert {"eyes_v2", "eyes_v2_cnn", "eyes_diff"} <= set(compare.columns) and len(compare) == len(kept)
 
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}

@@ -1,4 +1,4 @@
-"""segment_images end to end on a face + a blank image: files, no-face record, idempotent rerun."""
+"""segment_images end to end on a face + a blank image: files, no-face record, ledger-driven reruns."""
 import os
 from pathlib import Path
 
@@ -8,11 +8,10 @@ import pytest
 import skimage.data
 from PIL import Image
 
+from ohlora_core.artifacts import SegmentationMaps
 from ohlora_core.segmentation.face_crop import make_mtcnn
 from ohlora_core.segmentation.facexformer import smoke_facexformer
-from ohlora_core.segmentation.pipeline import (
-    PALETTE, colorize, face_path, overlay, parsing_path, read_label_map, segment_images, visualization_path,
-)
+from ohlora_core.segmentation.pipeline import PALETTE, batch_inputs, colorize, overlay, read_label_map, segment_images
 
 FIX = Path(__file__).parent / "fixtures" / "facexformer"
 
@@ -30,48 +29,72 @@ def model():
     return smoke_facexformer(1234)  # the parity fixture's weights
 
 
+def _run(images, model, out, **kw):
+    return segment_images(*images, SegmentationMaps(out), model, make_mtcnn("cpu"), "cpu", **kw)
+
+
 @pytest.fixture(scope="module")
 def first_run(images, model, tmp_path_factory):
     out = tmp_path_factory.mktemp("seg")
-    (out / "parsing_000007.png.tmp-abc").write_bytes(b"half")  # a crashed run's leftover
-    summary = segment_images(*images, out, model, make_mtcnn("cpu"), "cpu", batch_size=8, visualizations=True)
-    return out, summary
+    files = SegmentationMaps(out)
+    files.results_dir.mkdir()
+    (files.results_dir / "parsing_000007.png.tmp-abc").write_bytes(b"half")  # a crashed run's leftover
+    summary = _run(images, model, out, batch_size=8, visualizations=True)
+    return files, summary
 
 
 def test_writes_label_map_and_face_and_records_no_face(first_run):
-    out, summary = first_run
+    files, summary = first_run
     assert summary.written == [7] and summary.no_face == [9] and summary.skipped == [] and summary.seconds > 0
-    assert sorted(p.name for p in out.iterdir()) == [
+    assert sorted(p.name for p in files.results_dir.iterdir()) == [
         "face_000007.png", "parsing_000007.png", "parsing_visualization_000007.png"]
-    labels = cv2.imread(str(parsing_path(out, 7)), cv2.IMREAD_UNCHANGED)
+    labels = cv2.imread(str(files.parsing(7)), cv2.IMREAD_UNCHANGED)
     assert labels.dtype == np.uint8 and labels.shape == (224, 224) and labels.max() <= 10
-    np.testing.assert_array_equal(read_label_map(parsing_path(out, 7)), labels)
+    np.testing.assert_array_equal(read_label_map(files.parsing(7)), labels)
 
 
 def test_face_png_is_the_original_crop_and_labels_match_the_official_parse(first_run):
-    out, _ = first_run
+    files, _ = first_run
     parity = np.load(FIX / "parity.npz")
-    face = np.asarray(Image.open(face_path(out, 7)))  # RGB on disk
+    face = np.asarray(Image.open(files.face(7)))  # RGB on disk
     np.testing.assert_array_equal(face, parity["images"][0])  # byte-exact with the original flow
-    labels = read_label_map(parsing_path(out, 7))
+    labels = read_label_map(files.parsing(7))
     # same weights and face as the parity fixture; the fixture fed the re-normalised uint8 face,
     # the pipeline the float crop (<= 1/255 apart), so only random-weight near-ties may flip
     assert (labels != parity["labels"][0]).mean() < 1e-2
-    vis = np.asarray(Image.open(visualization_path(out, 7)))
+    vis = np.asarray(Image.open(files.visualization(7)))
     np.testing.assert_array_equal(vis, overlay(face, labels))
 
 
-def test_rerun_skips_done_work_and_finishes_after_a_crash(first_run, images, model):
-    out, _ = first_run
-    stamp = os.stat(face_path(out, 7)).st_mtime_ns
-    again = segment_images(*images, out, model, make_mtcnn("cpu"), "cpu", visualizations=True)
+def test_rerun_skips_done_work_and_redoes_damaged_or_changed_images(first_run, images, model, tmp_path):
+    files, _ = first_run
+    stamp = os.stat(files.face(7)).st_mtime_ns
+    again = _run(images, model, files.dir, batch_size=8, visualizations=True)
     assert again.written == [] and again.skipped == [7] and again.no_face == [9]
-    assert os.stat(face_path(out, 7)).st_mtime_ns == stamp
+    assert os.stat(files.face(7)).st_mtime_ns == stamp
 
-    before = parsing_path(out, 7).read_bytes()
-    parsing_path(out, 7).unlink()  # crash between the face and the label map
-    resumed = segment_images(*images, out, model, make_mtcnn("cpu"), "cpu", visualizations=True)
-    assert resumed.written == [7] and parsing_path(out, 7).read_bytes() == before
+    before = files.parsing(7).read_bytes()
+    files.parsing(7).write_bytes(before[:100])  # damaged after the run: redone, never reused
+    resumed = _run(images, model, files.dir, batch_size=8, visualizations=True)
+    assert resumed.written == [7] and files.parsing(7).read_bytes() == before
+
+    # the same number, another image (e.g. a new seed): its maps are recomputed, equal to a fresh run
+    paths, numbers = images
+    swapped = ([paths[1], paths[0]], numbers)  # 7 <- the grey image, 9 <- the face
+    redo = _run(swapped, model, files.dir, batch_size=8, visualizations=True)
+    fresh_files = SegmentationMaps(tmp_path)
+    fresh = _run(swapped, model, tmp_path, batch_size=8, visualizations=True)
+    assert redo.written == [9] and redo.no_face == [7] == fresh.no_face and fresh.written == [9]
+    assert files.parsing(9).read_bytes() == fresh_files.parsing(9).read_bytes()
+    assert files.face(9).read_bytes() == fresh_files.face(9).read_bytes()
+
+
+def test_batches_are_fixed_by_image_number():
+    digests = batch_inputs([3, 9, 1, 12], ["a", "b", "c", "d"], batch_size=8)
+    assert digests[3] == digests[1] and digests[9] == digests[12] and digests[1] != digests[9]
+    # changing one image changes its whole batch's input, and only that batch's
+    other = batch_inputs([3, 9, 1, 12], ["a", "b", "X", "d"], batch_size=8)
+    assert other[3] != digests[3] and other[9] == digests[9]
 
 
 def test_colorize_and_overlay_use_the_original_palette():
@@ -88,30 +111,19 @@ def test_colorize_and_overlay_use_the_original_palette():
 
 def test_bad_inputs_are_reported(tmp_path, model):
     with pytest.raises(ValueError, match="2 image paths but 1 image numbers"):
-        segment_images([tmp_path / "a.jpg", tmp_path / "b.jpg"], [1], tmp_path, model, None, "cpu")
+        segment_images([tmp_path / "a.jpg", tmp_path / "b.jpg"], [1], SegmentationMaps(tmp_path), model, None, "cpu")
     (tmp_path / "broken.jpg").write_bytes(b"not an image")
     with pytest.raises(ValueError, match="broken.jpg"):
-        segment_images([tmp_path / "broken.jpg"], [3], tmp_path / "out", model, make_mtcnn("cpu"), "cpu")
+        _run(([tmp_path / "broken.jpg"], [3]), model, tmp_path / "out")
 
 
 def test_fallback_box_parses_faceless_images_and_lists_them(images, model, tmp_path):
     from ohlora_core.segmentation.face_crop import crop_box
 
     paths, numbers = images
-    summary = segment_images([paths[1]], [numbers[1]], tmp_path, model, make_mtcnn("cpu"), "cpu",
-                             fallback_box=(64.0, 64.0, 192.0, 192.0))
+    summary = _run(([paths[1]], [numbers[1]]), model, tmp_path, fallback_box=(64.0, 64.0, 192.0, 192.0))
     assert summary.written == [9] and summary.fallback == [9] and summary.no_face == []
     assert crop_box((64.0, 64.0, 192.0, 192.0), 256, 256) == (32, 32, 224, 224)  # grown 50 %, like a face box
-    face = np.asarray(Image.open(face_path(tmp_path, 9)))
+    face = np.asarray(Image.open(SegmentationMaps(tmp_path).face(9)))
     assert face.shape == (224, 224, 3) and abs(int(face.mean()) - 200) <= 1  # the blank grey image's centre
 
-
-def test_prune_outputs_keeps_only_wanted_images(tmp_path):
-    from ohlora_core.segmentation.pipeline import prune_outputs
-
-    for no in (1, 2):
-        for kind in ("parsing", "face"):
-            (tmp_path / f"{kind}_{no:06d}.png").write_bytes(b"x")
-    (tmp_path / "preview.png").write_bytes(b"x")
-    assert prune_outputs(tmp_path, {2}) == 2
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["face_000002.png", "parsing_000002.png", "preview.png"]

@@ -42,8 +42,8 @@ def _decode_images(paths, expected_hw, chunk) -> torch.Tensor:
             datas.append(read_file(str(p)))
         try:
             imgs = decode_jpeg(datas, mode=ImageReadMode.RGB)
-        except RuntimeError as exc:
-            raise ImageDataError(f"cannot decode one of {[str(p) for p in part][:3]}...: {exc}") from exc
+        except RuntimeError:
+            imgs = [_decode_one(p, d) for p, d in zip(part, datas)]  # find the file at fault
         for p, img in zip(part, imgs):
             if expected_hw is not None and tuple(img.shape[1:]) != tuple(expected_hw):
                 raise ImageDataError(f"{p}: expected {expected_hw[0]}x{expected_hw[1]} image, got {tuple(img.shape[1:])}")
@@ -53,6 +53,13 @@ def _decode_images(paths, expected_hw, chunk) -> torch.Tensor:
     if out is None:
         raise ImageDataError("no image paths given")
     return out
+
+
+def _decode_one(path, data: torch.Tensor) -> torch.Tensor:
+    try:
+        return decode_jpeg(data, mode=ImageReadMode.RGB)
+    except RuntimeError as exc:
+        raise ImageDataError(f"cannot decode image {path}: {exc}") from exc
 
 
 def to_unit_float(batch_uint8: torch.Tensor) -> torch.Tensor:

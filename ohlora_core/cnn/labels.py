@@ -27,12 +27,13 @@ def _lines(mask: np.ndarray, limit: int = 10) -> str:
     return ", ".join(map(str, rows[:limit])) + (f" ... ({len(rows)} in all)" if len(rows) > limit else "")
 
 
-def load_hand_labels(csv_path: str | Path, n_images: int) -> pd.DataFrame:
+def load_hand_labels(csv_path: str | Path, n_images: int, expected_rows: int | None = None) -> pd.DataFrame:
     """Read and validate the hand-label CSV -> DataFrame[img_no, gender, quality] (int64, sorted by img_no).
 
     Raises LabelError (naming the file and 1-based CSV line numbers) for: unreadable/empty file,
     missing columns, an img_name that is not an image number, gender/quality not 0 or 1 (or empty),
-    duplicate image numbers, image numbers < 0 or >= n_images.
+    duplicate image numbers, image numbers < 0 or >= n_images, and (if given) a row count other
+    than `expected_rows`.
     """
     path = Path(csv_path)
     if not path.is_file():
@@ -74,6 +75,10 @@ def load_hand_labels(csv_path: str | Path, n_images: int) -> pd.DataFrame:
         raise LabelError(f"{path}: image number(s) {img_no[out_of_range][:10].tolist()} outside 0..{n_images - 1} "
                          f"at line(s) {_lines(out_of_range)}")
 
+    if expected_rows is not None and len(raw) != expected_rows:
+        raise LabelError(f"{path}: {len(raw)} labelled image(s), but {expected_rows} are expected "
+                         f"(settings.n_labelled); label the missing images, or set n_labelled: {len(raw)} "
+                         f"to train on the labels there are")
     df = pd.DataFrame({"img_no": img_no, "gender": values["gender"], "quality": values["quality"]})
     return df.sort_values("img_no", kind="stable").reset_index(drop=True)
 

@@ -16,18 +16,19 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ..artifacts import PropertyScoreCnn
 from ..io import atomic_torch_save, atomic_write_csv
 from .data import as_image_bank, eval_batch_size, to_signed_float
 from .inference import predict
 from .models import PropertyScoreCNN
-from .training import PATIENCE, TRAIN_BATCH_SIZE, derive_seed, fit, seeded
+from ..seeding import derive_seed, seeded
+from .training import PATIENCE, TRAIN_BATCH_SIZE, fit
 
 PROPERTIES = ("eyes", "hair_color", "hair_length", "mouth", "pose", "background_mean", "background_std")
 SCORE_COLUMNS = [f"{p}_score" for p in PROPERTIES]  # all_scores_v2.csv column names
 # names used in the original's train_log_v2_cnn.csv
 _LOG_NAMES = ("eyes", "hair_color", "hair_length", "mouth", "pose", "back_mean", "back_std")
-CHECKPOINT_NAME = "stylegan_gen_fine_tuned_v2_cnn.pth"
-LOG_NAME = "train_log_v2_cnn.csv"
+VAL_LOG_SAMPLES = 30  # the original logged the first 30 validation samples of every epoch
 
 
 def regression_metrics(outputs: np.ndarray, labels: np.ndarray) -> dict:
@@ -56,6 +57,7 @@ class PropertyCNNResult:
     best_val_loss_except_back_std: float
     train_index: np.ndarray
     valid_index: np.ndarray
+    val_log: pd.DataFrame         # train_log_v2_cnn_val_log.csv
     checkpoint_path: Path
 
 
@@ -67,17 +69,19 @@ def split_90_10(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def train_property_score_cnn(images_uint8: torch.Tensor | np.ndarray, scores: np.ndarray | pd.DataFrame,
-                             out_dir: str | Path, seed: int, device: torch.device | str = "cpu", *,
+                             files: PropertyScoreCnn, seed: int, device: torch.device | str = "cpu", *,
                              max_epochs: int | None = None, patience: int = PATIENCE,
                              train_batch_size: int = TRAIN_BATCH_SIZE, valid_batch_size: int | None = None,
+                             img_paths: Sequence[str] | None = None,
                              log: Callable[[str], None] | None = None) -> PropertyCNNResult:
     """Train the property-score CNN on v2 scores [N, 7] (a DataFrame must have the `{p}_score` columns).
 
-    Writes `out_dir/stylegan_gen_fine_tuned_v2_cnn.pth` (best-epoch state_dict) and
-    `out_dir/train_log_v2_cnn.csv`, atomically.
+    Writes, atomically, into `files`' folder: the best-epoch state_dict
+    (`stylegan_gen_fine_tuned_v2_cnn.pth`), the per-epoch log (`train_log_v2_cnn.csv`) and the
+    original's `train_log_v2_cnn_val_log.csv` (outputs and labels of the first 30 validation
+    samples every epoch; `img_paths` name them).
     """
     device = torch.device(device)
-    out_dir = Path(out_dir)
     y = np.array(scores[SCORE_COLUMNS] if isinstance(scores, pd.DataFrame) else scores, dtype=np.float32)
     bank = as_image_bank(images_uint8, device)
     if y.shape != (bank.shape[0], 7):
@@ -89,8 +93,13 @@ def train_property_score_cnn(images_uint8: torch.Tensor | np.ndarray, scores: np
     targets = torch.from_numpy(y).to(device)
     valid_t = torch.as_tensor(valid_idx)
 
+    first = valid_idx[:VAL_LOG_SAMPLES]
+    paths = [str(img_paths[i]) for i in first] if img_paths is not None else [str(i) for i in first]
+    val_rows: list[pd.DataFrame] = []
+
     def validate(model: nn.Module) -> dict:
         out = predict(model, bank, valid_t, to_signed_float, valid_batch_size).cpu().numpy()
+        val_rows.append(val_log_rows(len(val_rows), paths, out[:len(first)], y[first]))
         return regression_metrics(out, y[valid_idx])
 
     run_seed = derive_seed(seed, "property_cnn")
@@ -98,16 +107,29 @@ def train_property_score_cnn(images_uint8: torch.Tensor | np.ndarray, scores: np
         model = PropertyScoreCNN().to(device)
         result = fit(model, bank, targets, train_idx, to_signed_float, nn.MSELoss(reduction="mean"), validate,
                      "val_loss_except_back_std", shuffle_seed=derive_seed(run_seed, "shuffle"),
-                     max_epochs=max_epochs, patience=patience, batch_size=train_batch_size, loss_is_sum=False, log=log)
+                     max_epochs=max_epochs, patience=patience, batch_size=train_batch_size, loss_is_sum=False, log=log,
+                     name="property-score CNN")
     cols = ["epoch", "valid_loss", "val_loss_except_back_std"] + [
         f"{n}_score_{m}" for m in ("loss", "abs_diff", "corr") for n in _LOG_NAMES]
     log_df = result.history[cols].copy()
     log_df[cols[1:]] = log_df[cols[1:]].round(4)
-    path = out_dir / CHECKPOINT_NAME
-    atomic_torch_save(path, result.best_state)
-    atomic_write_csv(out_dir / LOG_NAME, log_df)
+    val_log = pd.concat(val_rows, ignore_index=True)
+    atomic_torch_save(files.checkpoint, result.best_state)
+    atomic_write_csv(files.train_log, log_df)
+    atomic_write_csv(files.val_log, val_log)
     model.load_state_dict(result.best_state)
-    return PropertyCNNResult(model.eval(), log_df, result.best_epoch, result.best_loss, train_idx, valid_idx, path)
+    return PropertyCNNResult(model.eval(), log_df, result.best_epoch, result.best_loss, train_idx, valid_idx,
+                             files.checkpoint, val_log)
+
+
+def val_log_rows(epoch: int, img_paths: Sequence[str], outputs: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
+    """One epoch of train_log_v2_cnn_val_log.csv: epoch, img_path, then `{p}_score_output` (4 dp) and
+    `{p}_score_label` per property, in the original's column order."""
+    df = pd.DataFrame({"epoch": [epoch] * len(img_paths), "img_path": list(img_paths)})
+    for j, name in enumerate(_LOG_NAMES):
+        df[f"{name}_score_output"] = np.round(np.asarray(outputs, np.float32)[:, j], 4)
+        df[f"{name}_score_label"] = np.asarray(labels)[:, j]
+    return df
 
 
 def predict_property_scores(model: nn.Module, images_uint8: torch.Tensor | np.ndarray, device: torch.device | str = "cpu",

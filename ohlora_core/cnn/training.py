@@ -13,12 +13,10 @@ once (see data.py); `max_epochs` can cap training (smoke mode).
 """
 from __future__ import annotations
 
-import contextlib
 import time
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,7 +26,9 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import KFold, StratifiedKFold
 from torch import nn
 
+from ..artifacts import GenderQualityModels
 from ..io import atomic_torch_save, atomic_write_csv
+from ..seeding import derive_seed, seeded
 from .data import as_image_bank, eval_batch_size, iterate_batches, to_unit_float
 from .inference import predict
 from .models import MODEL_CLASSES
@@ -57,28 +57,6 @@ class TrainingFailed(RuntimeError):
     """A fold never reached its validation-loss threshold within `max_attempts` fresh trainings."""
 
 
-# ---------------------------------------------------------------- seeding
-
-def derive_seed(seed: int, *keys: int | str) -> int:
-    """A 63-bit seed that is a pure function of `seed` and `keys` (strings hashed with crc32)."""
-    words = [zlib.crc32(k.encode()) if isinstance(k, str) else int(k) for k in keys]
-    return int(np.random.SeedSequence([int(seed), *words]).generate_state(2, np.uint64)[0] >> np.uint64(1))
-
-
-@contextlib.contextmanager
-def seeded(seed: int, device: torch.device | str) -> Iterator[None]:
-    """Seed torch's global RNG (CPU and, if used, the CUDA device) inside a fork_rng scope.
-
-    Model init and dropout draw from the global RNG; forking keeps the caller's RNG state untouched and
-    makes the result independent of anything seeded elsewhere.
-    """
-    device = torch.device(device)
-    cuda = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
-        torch.manual_seed(seed)
-        yield
-
-
 # ---------------------------------------------------------------- the shared loop
 
 @dataclass
@@ -98,7 +76,7 @@ def fit(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, train_ind
         transform: Callable[[torch.Tensor], torch.Tensor], loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
         validate: Callable[[nn.Module], dict], stop_key: str, *, shuffle_seed: int, max_epochs: int | None = None,
         patience: int = PATIENCE, batch_size: int = TRAIN_BATCH_SIZE, lr: float = LR, t_max: int = T_MAX,
-        loss_is_sum: bool = True, log: Callable[[str], None] | None = None) -> FitResult:
+        loss_is_sum: bool = True, log: Callable[[str], None] | None = None, name: str = "") -> FitResult:
     """Train `model` until `patience` epochs pass without a strictly lower `validate(model)[stop_key]`.
 
     images: uint8 bank [N, 3, H, W] (any device); targets: float32 [N, k] on the model's device;
@@ -106,6 +84,7 @@ def fit(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, train_ind
     or a mean; `train_loss` is reported per sample either way.
     `max_epochs` (None = unbounded, as the original) caps the number of epochs.
     Dropout/initialisation randomness is the caller's (use `seeded`); batch order comes from `shuffle_seed`.
+    `name` (e.g. "gender fold 2 attempt 0") starts every log line.
     """
     device = next(model.parameters()).device
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
@@ -134,7 +113,7 @@ def fit(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, train_ind
             best_loss, best_epoch = stop, epoch
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if log:
-            log(f"epoch {epoch}: train_loss {rows[-1]['train_loss']:.4f}, {stop_key} {stop:.4f} (best {best_loss:.4f} @ {best_epoch})")
+            log(f"{name + ' ' if name else ''}epoch {epoch}: train_loss {rows[-1]['train_loss']:.4f}, {stop_key} {stop:.4f} (best {best_loss:.4f} @ {best_epoch})")
         if epoch - best_epoch >= patience or (max_epochs is not None and epoch + 1 >= max_epochs):
             break
         epoch += 1
@@ -201,17 +180,17 @@ def _check_labels(prop: str, labels, n: int) -> np.ndarray:
 
 
 def train_property_models(prop: str, images_uint8: torch.Tensor | np.ndarray, labels: Sequence[int] | np.ndarray,
-                          out_dir: str | Path, seed: int, device: torch.device | str = "cpu", *,
+                          files: GenderQualityModels, seed: int, device: torch.device | str = "cpu", *,
                           max_epochs: int | None = None, patience: int = PATIENCE, max_attempts: int = 3,
                           n_splits: int = K_FOLDS, val_loss_threshold: float | None = None,
                           train_batch_size: int = TRAIN_BATCH_SIZE, valid_batch_size: int | None = None, lr: float = LR,
                           log: Callable[[str], None] | None = None) -> KFoldResult:
-    """K-fold train the gender or quality CNN; write checkpoints and logs under `out_dir`.
+    """K-fold train the gender or quality CNN; write checkpoints and logs into `files`' folder.
 
     images_uint8: [N, 3, 256, 256] uint8 (labelled images, row i <-> labels[i]).
-    Writes (atomically) `out_dir/models/{prop}_model_{fold}.pt` (best-epoch state_dict),
-    `out_dir/log/train_log_{prop}.csv` (rewritten after every attempt, pandas index kept as the
-    original) and `out_dir/log/epoch_detail_{prop}_{fold}.csv`.
+    Writes (atomically) `models/{prop}_model_{fold}.pt` (best-epoch state_dict),
+    `log/train_log_{prop}.csv` (rewritten after every attempt, pandas index kept as the
+    original) and `log/epoch_detail_{prop}_{fold}.csv`.
     A fold is retried with a fresh init while its best val loss > threshold (default 0.35 gender,
     0.13 quality); after `max_attempts` failures `TrainingFailed` is raised (logs are written first).
     `lr` other than 5e-5 is only for tests; `max_epochs` caps training (smoke mode).
@@ -223,7 +202,6 @@ def train_property_models(prop: str, images_uint8: torch.Tensor | np.ndarray, la
     cfg = SETTINGS[prop]
     threshold = cfg.val_loss_threshold if val_loss_threshold is None else val_loss_threshold
     device = torch.device(device)
-    out_dir = Path(out_dir)
     bank = as_image_bank(images_uint8, device)
     y = _check_labels(prop, labels, bank.shape[0])
     targets = torch.as_tensor(y, dtype=torch.float32, device=device).unsqueeze(1)
@@ -232,7 +210,7 @@ def train_property_models(prop: str, images_uint8: torch.Tensor | np.ndarray, la
     bce_sum = nn.BCELoss(reduction="sum")
 
     log_rows, details, models, paths, attempts_used = [], [], [], [], []
-    log_path = out_dir / "log" / f"train_log_{prop}.csv"
+    log_path = files.train_log(prop)
     for fold, (train_idx, valid_idx) in enumerate(folds):
         valid_t = torch.as_tensor(valid_idx)
         valid_y = y[valid_idx]
@@ -248,7 +226,8 @@ def train_property_models(prop: str, images_uint8: torch.Tensor | np.ndarray, la
                 model = MODEL_CLASSES[prop]().to(device)
                 result = fit(model, bank, targets, train_idx, to_unit_float, bce_sum, validate, "val_loss",
                              shuffle_seed=derive_seed(run_seed, "shuffle"), max_epochs=max_epochs,
-                             patience=patience, batch_size=train_batch_size, lr=lr, log=log)
+                             patience=patience, batch_size=train_batch_size, lr=lr, log=log,
+                             name=f"{prop} CNN fold {fold} attempt {attempt}")
             val_losses = result.stop_losses
             success = result.best_loss <= threshold
             losses_per_attempt.append(result.best_loss)
@@ -268,8 +247,8 @@ def train_property_models(prop: str, images_uint8: torch.Tensor | np.ndarray, la
                 f"attempts (best losses {[round(v, 4) for v in losses_per_attempt]}); see {log_path}")
 
         detail = result.history[EPOCH_DETAIL_COLUMNS]
-        atomic_write_csv(out_dir / "log" / f"epoch_detail_{prop}_{fold}.csv", detail)
-        path = out_dir / "models" / f"{prop}_model_{fold}.pt"
+        atomic_write_csv(files.epoch_detail(prop, fold), detail)
+        path = files.model(prop, fold)
         atomic_torch_save(path, result.best_state)
         model.load_state_dict(result.best_state)
         models.append(model.eval())

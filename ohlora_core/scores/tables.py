@@ -8,12 +8,13 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ..artifacts import SegmentationMaps
 from .common import SCORE_COLUMNS, ScoreResult, load_face_crop, load_parsing_png, load_v1_image, scores_frame
 from .normalize import normalize_scores
 from .v1 import compute_scores_v1
 from .v2 import compute_scores_v2
 
-CSV_NAMES = {"v1": "all_scores.csv", "v2": "all_scores_v2.csv"}  # the original's file names
+VERSIONS = ("v1", "v2")  # score algorithms (file names: ohlora_core.artifacts.PROPERTY_SCORES)
 STANDARDISED_TOLERANCE = 1e-3  # 4-decimal rounding moves a column's mean/std far less than this
 
 
@@ -39,26 +40,24 @@ class ScoreTables:
         return int((np.isnan(self.result.values) & (self.result.flags == 0)).sum())
 
 
-def score_parsed_images(version: str, img_nos: Sequence[int], img_paths: Sequence[str | Path],
-                        segmentation_dir: str | Path) -> ScoreTables:
+def score_parsed_images(version: str, img_nos: Sequence[int], image_paths: Sequence[str | Path],
+                        segmentation: SegmentationMaps, table_paths: Sequence[str] | None = None) -> ScoreTables:
     """Score every parsed image with algorithm `version` ('v1' or 'v2').
 
-    v1 scores the original 256 image resized to 224 (the original's documented bug: its pixels
-    do not line up with the map); v2 scores the face crop the map was computed on.
+    v1 scores the original 256 image (`image_paths`) resized to 224 (the original's documented bug:
+    its pixels do not line up with the map); v2 scores the face crop the map was computed on.
+    `table_paths` (default `image_paths`) fill the tables' img_path column.
     """
-    from ohlora_core.segmentation.pipeline import face_path, parsing_path
-
-    if version not in CSV_NAMES:
+    if version not in VERSIONS:
         raise ValueError(f"score algorithm must be 'v1' or 'v2', got {version!r}")
-    seg = Path(segmentation_dir)
-    maps = np.stack([load_parsing_png(parsing_path(seg, n)) for n in img_nos]) if len(img_nos) \
+    maps = np.stack([load_parsing_png(segmentation.parsing(n)) for n in img_nos]) if len(img_nos) \
         else np.zeros((0, 224, 224), np.uint8)
     if version == "v1":
-        images = [load_v1_image(p) for p in img_paths]
+        images = [load_v1_image(p) for p in image_paths]
     else:
-        images = [load_face_crop(face_path(seg, n)) for n in img_nos]
+        images = [load_face_crop(segmentation.face(n)) for n in img_nos]
     images = np.stack(images) if images else np.zeros((0, 224, 224, 3), np.uint8)
     result = (compute_scores_v1 if version == "v1" else compute_scores_v2)(maps, images)
-    raw = scores_frame(img_nos, img_paths, result.values)
+    raw = scores_frame(img_nos, table_paths if table_paths is not None else image_paths, result.values)
     flags = pd.DataFrame(result.flags, columns=[c.replace("_score", "_flag") for c in SCORE_COLUMNS])
     return ScoreTables(result, raw, normalize_scores(raw), flags)

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
-from ohlora_core.io import CheckpointError, load_checkpoint, load_state_dict_strict
+from ohlora_core.io import load_checkpoint, load_state_dict_strict, state_dict_in
 
 NUM_CLASSES = 11
 INPUT_SIZE = 224
@@ -267,15 +267,9 @@ def load_facexformer(path: str | os.PathLike, device: str | torch.device = "cpu"
     """Build FaceXFormer and load `checkpoint['state_dict_backbone']` (or a bare state
     dict) from `path` strictly; returns the model in eval mode on `device`."""
     checkpoint = load_checkpoint(path)
-    if CHECKPOINT_KEY in checkpoint:
-        state_dict, source = checkpoint[CHECKPOINT_KEY], f"{path} ['{CHECKPOINT_KEY}']"
-    elif all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
-        state_dict, source = checkpoint, str(path)
-    else:
-        raise CheckpointError(
-            f"{path}: expected a FaceXFormer checkpoint with key '{CHECKPOINT_KEY}' or a bare state dict; "
-            f"found keys {sorted(checkpoint)[:10]}"
-        )
+    state_dict = state_dict_in(checkpoint, str(path), CHECKPOINT_KEY,
+                               f"a FaceXFormer checkpoint with key '{CHECKPOINT_KEY}' or a bare state_dict")
+    source = f"{path} ['{CHECKPOINT_KEY}']" if CHECKPOINT_KEY in checkpoint else str(path)
     # Built on the meta device: no 88M-parameter random init (the original paid for a full
     # init + ImageNet download per image). `load_state_dict_strict` checks names and shapes
     # (its own copy into meta tensors is a no-op); `assign=True` then adopts the tensors.

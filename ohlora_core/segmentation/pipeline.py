@@ -1,6 +1,7 @@
 """The segmentation stage: images -> face crops + FaceXFormer label maps on disk.
 
-Files per image number `no` in `out_dir` (same names as the original):
+Files per image number `no` in the results folder of an `artifacts.SegmentationMaps` (same names
+as the original):
 * `parsing_{no:06d}.png`: 8-bit single-channel PNG, 224x224, values 0..10.
 * `face_{no:06d}.png`: 224x224 RGB face crop (the model input un-normalised,
   byte-exact with the original). A normal colour PNG: `PIL.Image.open` gives RGB,
@@ -8,12 +9,17 @@ Files per image number `no` in `out_dir` (same names as the original):
   because cv2.imwrite expects BGR).
 * optionally `parsing_visualization_{no:06d}.png`: 50/50 overlay of face and palette.
 
-The model and MTCNN are built once by the caller; images go through in batches.
-An image is skipped when its files already exist, so a rerun after a crash
-only does what is missing; writes are atomic.
+The model and MTCNN are built once by the caller; images go through in batches fixed by image
+number (a batch holds the images of one block of `batch_size` numbers), because batched kernels
+round differently for different batch contents: fixed batches make an image's files the same
+whether it was parsed in a full run, a resumed one, or alone. A ledger records each finished image
+with its batch's input digest and its files' sha256; a rerun redoes exactly the batches whose
+inputs changed or whose files are missing or damaged. Writes are atomic.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +30,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ohlora_core.io import atomic_write_bytes, clean_partial_files
+from ohlora_core.artifacts import SegmentationMaps
+from ohlora_core.io import atomic_write_bytes, clean_partial_files, sha256_file
+from ohlora_core.store import Ledger
 from ohlora_core.segmentation.face_crop import crop_faces, face_uint8
 
 # RGB colour per class (0 background .. 10 hair), the original's visualisation palette.
@@ -36,25 +44,17 @@ PALETTE = np.array([
 
 @dataclass
 class SegmentationSummary:
-    """What one `segment_images` call did (image numbers, in input order)."""
+    """What one `segment_images` call found (image numbers, sorted)."""
 
-    written: list[int] = field(default_factory=list)
-    skipped: list[int] = field(default_factory=list)  # files already present
+    written: list[int] = field(default_factory=list)  # parsed by this call
+    skipped: list[int] = field(default_factory=list)  # recorded as done with intact files
     no_face: list[int] = field(default_factory=list)  # MTCNN found no face; nothing written
     fallback: list[int] = field(default_factory=list)  # no face, parsed from `fallback_box` instead
     seconds: float = 0.0
 
-
-def parsing_path(out_dir: Path, no: int) -> Path:
-    return Path(out_dir) / f"parsing_{no:06d}.png"
-
-
-def face_path(out_dir: Path, no: int) -> Path:
-    return Path(out_dir) / f"face_{no:06d}.png"
-
-
-def visualization_path(out_dir: Path, no: int) -> Path:
-    return Path(out_dir) / f"parsing_visualization_{no:06d}.png"
+    @property
+    def parsed(self) -> list[int]:
+        return sorted(set(self.written) | set(self.skipped))
 
 
 def colorize(label_map: np.ndarray) -> np.ndarray:
@@ -80,16 +80,6 @@ def encode_png(array: np.ndarray, rgb: bool = False) -> bytes:
     return buf.tobytes()
 
 
-def prune_outputs(out_dir: Path, keep: set[int]) -> int:
-    """Delete the files of images not in `keep` (e.g. no longer in the filtered set); return how many."""
-    removed = 0
-    for p in Path(out_dir).glob("*_[0-9][0-9][0-9][0-9][0-9][0-9].png"):
-        if int(p.stem.rsplit("_", 1)[1]) not in keep:
-            p.unlink()
-            removed += 1
-    return removed
-
-
 def read_label_map(path: Path) -> np.ndarray:
     """Read a `parsing_*.png` back as (224, 224) uint8."""
     arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
@@ -106,72 +96,97 @@ def _load_rgb(path: Path) -> Image.Image:
         raise ValueError(f"cannot read image {path}: {exc}") from exc
 
 
+def batch_inputs(numbers: Sequence[int], digests: Sequence[str], batch_size: int) -> dict[int, str]:
+    """{image number: digest of its batch's contents} — what an image's maps depend on besides the
+    recipe. Batches are blocks of `batch_size` image numbers; a batch's digest covers every
+    (number, image sha256) in it, so any change to a batch redoes the whole batch."""
+    members: dict[int, list] = {}
+    for no, d in sorted(zip(map(int, numbers), digests)):
+        members.setdefault(no // batch_size, []).append([no, d])
+    by_batch = {b: hashlib.sha256(json.dumps(m).encode()).hexdigest() for b, m in members.items()}
+    return {int(no): by_batch[int(no) // batch_size] for no in numbers}
+
+
 def segment_images(
     image_paths: Sequence[Path],
     image_numbers: Sequence[int],
-    out_dir: Path,
+    files: SegmentationMaps,
     model,
     mtcnn,
     device: str | torch.device,
     batch_size: int = 8,
     *,
+    image_digests: Sequence[str] | None = None,
     visualizations: bool = False,
     batched_detection: bool = True,
     fallback_box: Sequence[float] | None = None,
 ) -> SegmentationSummary:
-    """Detect, crop and parse every image; write its label map and face crop to `out_dir`.
+    """Detect, crop and parse every image into `files`' folder; record each in the folder's ledger.
 
-    `model`: a FaceXFormer (eval) already on `device`; `mtcnn`: from
-    `face_crop.make_mtcnn(device)`. Detection and parsing run `batch_size`
-    images at a time. Images whose `parsing_*` and `face_*` files exist are
-    skipped; images without a face are listed in `no_face` and get no files.
-    `batched_detection=False` runs MTCNN one image at a time like the original
-    (batched convolutions shift box coordinates by ~1e-5 px, which can move an
-    int()-truncated crop edge by one pixel in rare cases). `fallback_box`: see
-    `face_crop.crop_faces` (smoke mode only); such images are listed in `fallback`.
+    `model`: a FaceXFormer (eval) already on `device`; `mtcnn`: from `face_crop.make_mtcnn(device)`.
+    `image_digests`: the images' sha256 as their producer recorded them (computed from the files if
+    not given). Images without a face are listed in `no_face` and get no files.
+    `batched_detection=False` runs MTCNN one image at a time like the original (batched
+    convolutions shift box coordinates by ~1e-5 px, which can move an int()-truncated crop edge by
+    one pixel in rare cases). `fallback_box`: see `face_crop.crop_faces` (smoke mode only); such
+    images are listed in `fallback`.
     """
     if len(image_paths) != len(image_numbers):
         raise ValueError(f"{len(image_paths)} image paths but {len(image_numbers)} image numbers")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    clean_partial_files(out_dir)
+    files.results_dir.mkdir(parents=True, exist_ok=True)
+    clean_partial_files(files.results_dir)
     start = time.perf_counter()
+    numbers = [int(n) for n in image_numbers]
+    paths = dict(zip(numbers, map(Path, image_paths)))
+    digests = list(image_digests) if image_digests is not None else [sha256_file(p) for p in image_paths]
+    inputs = batch_inputs(numbers, digests, batch_size)
+    ledger = Ledger(files.dir)
+    done = ledger.done(inputs)
     summary = SegmentationSummary()
+    batches: dict[int, list[int]] = {}
+    for no in sorted(numbers):
+        batches.setdefault(no // batch_size, []).append(no)
 
-    def done(no: int) -> bool:
-        paths = [parsing_path(out_dir, no), face_path(out_dir, no)]
-        if visualizations:
-            paths.append(visualization_path(out_dir, no))
-        return all(p.is_file() for p in paths)
-
-    todo: list[tuple[Path, int]] = []
-    for path, no in zip(image_paths, image_numbers):
-        if done(int(no)):
-            summary.skipped.append(int(no))
-        else:
-            todo.append((Path(path), int(no)))
-
-    for i in range(0, len(todo), batch_size):
-        chunk = todo[i:i + batch_size]
-        crops = crop_faces(mtcnn, [_load_rgb(p) for p, _ in chunk], batched=batched_detection,
-                           fallback_box=fallback_box)
-        summary.fallback += [no for (_, no), c in zip(chunk, crops) if c is not None and c.prob == 0.0]
-        found = [(no, c) for (_, no), c in zip(chunk, crops) if c is not None]
-        summary.no_face += [no for (_, no), c in zip(chunk, crops) if c is None]
-        if not found:
+    for members in batches.values():
+        todo = [no for no in members if no not in done]
+        if not todo:
             continue
-        x = torch.stack([c.tensor for _, c in found])
-        with torch.inference_mode():
-            labels = model.parse_labels(x.to(device)).to("cpu", torch.uint8).numpy()
-        faces = face_uint8(x)
-        for (no, _), label_map, face in zip(found, labels, faces):
-            # Face first: a label map on disk means its face is there too (parsing is written last).
-            atomic_write_bytes(face_path(out_dir, no), encode_png(face, rgb=True))
-            if visualizations:
-                atomic_write_bytes(visualization_path(out_dir, no), encode_png(overlay(face, label_map), rgb=True))
-            atomic_write_bytes(parsing_path(out_dir, no), encode_png(label_map))
-            summary.written.append(no)
+        # the whole batch runs (same contents as a from-scratch run), only what is missing is written
+        crops = dict(zip(members, crop_faces(mtcnn, [_load_rgb(paths[no]) for no in members],
+                                             batched=batched_detection, fallback_box=fallback_box)))
+        found = [no for no in members if crops[no] is not None]
+        labels = faces = {}
+        if found:
+            x = torch.stack([crops[no].tensor for no in found])
+            with torch.inference_mode():
+                labels = dict(zip(found, model.parse_labels(x.to(device)).to("cpu", torch.uint8).numpy()))
+            faces = dict(zip(found, face_uint8(x)))
+        records = []
+        for no in todo:
+            crop = crops[no]
+            record = {"item": no, "input": inputs[no], "files": {}}
+            if crop is None:
+                record["no_face"] = True
+            else:
+                record["fallback"] = crop.prob == 0.0
+                outputs = [(files.face(no), encode_png(faces[no], rgb=True)),
+                           (files.parsing(no), encode_png(labels[no]))]
+                if visualizations:
+                    outputs.append((files.visualization(no), encode_png(overlay(faces[no], labels[no]), rgb=True)))
+                for path, data in outputs:
+                    atomic_write_bytes(path, data)
+                    record["files"][path.relative_to(files.dir).as_posix()] = hashlib.sha256(data).hexdigest()
+                summary.written.append(no)
+            records.append(record)
+        ledger.record(records)
+
+    final = ledger.done(inputs)
+    summary.skipped = sorted(no for no, rec in done.items() if rec["files"])
+    summary.no_face = sorted(no for no, rec in final.items() if rec.get("no_face"))
+    summary.fallback = sorted(no for no, rec in final.items() if rec.get("fallback"))
+    summary.written.sort()
     summary.seconds = time.perf_counter() - start
     return summary
+

@@ -3,6 +3,8 @@
 Accepted file layouts (all read with `weights_only=True`):
 * zoo / converter: `{'generator': sd, 'discriminator': sd, 'generator_smooth': sd}`
 * training runner: `{'models': {...same keys...}, 'optimizers': ..., ...}`
+* a bare state_dict, as the original Oh-LoRA fine-tuning saved its models
+  (`stylegan_gen_fine_tuned_v1.pth`, `..._dis_...`, v2/v3/v4 likewise)
 State-dict keys may carry a `module.` prefix (DataParallel / DDP); it is stripped.
 The architecture (resolution, latent sizes, label conditioning) is read from the tensor
 shapes; other constructor arguments can be passed as keyword overrides.
@@ -16,21 +18,24 @@ from typing import Any
 
 import torch
 
-from ..io import CheckpointError, load_checkpoint, load_state_dict_strict
+from ..io import CheckpointError, load_checkpoint, load_state_dict_strict, state_dict_in
 from .discriminator import StyleGANDiscriminator
 from .generator import INIT_RES, StyleGANGenerator
 
 
 def select_state_dict(checkpoint: Mapping, key: str, source: str) -> dict[str, torch.Tensor]:
-    """Pick `key` from a top-level or `{'models': ...}` checkpoint and strip `module.` prefixes."""
+    """The state_dict under `key` of a top-level or `{'models': ...}` checkpoint, or the checkpoint
+    itself when it is a bare state_dict; `module.` prefixes stripped."""
     if not isinstance(checkpoint, Mapping):
         raise CheckpointError(f"{source}: expected a dict checkpoint, got {type(checkpoint).__name__}")
-    models = checkpoint["models"] if isinstance(checkpoint.get("models"), Mapping) else checkpoint
-    if key not in models:
-        raise CheckpointError(f"{source}: no {key!r} entry; available keys: {sorted(map(str, models))}")
-    sd = models[key]
-    if not isinstance(sd, Mapping):
-        raise CheckpointError(f"{source}: {key!r} is a {type(sd).__name__}, not a state_dict")
+    if checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        sd = checkpoint  # bare state_dict
+    else:
+        models = checkpoint["models"] if isinstance(checkpoint.get("models"), Mapping) else checkpoint
+        if key not in models:
+            raise CheckpointError(f"{source}: no {key!r} entry and not a bare state_dict; available keys: "
+                                  f"{sorted(map(str, models))[:10]}")
+        sd = state_dict_in(models[key], f"{source} [{key!r}]")
     return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in sd.items()}
 
 

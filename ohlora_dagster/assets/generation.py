@@ -2,18 +2,28 @@
 
 import dagster as dg
 
-from ohlora_dagster.previews import image_grid, markdown_image, save_picture
+from ohlora_core.pictures import image_grid
+from ohlora_dagster.previews import markdown_image, save_picture
 from ohlora_dagster.resources import OhloraSettings
 
 GENERATION_VERSION = "1"  # bump when generation code changes its output bytes
+RESOLUTION = 256
 
 
 def load_stylegan(settings: OhloraSettings):
-    """The pretrained generator (full) or deterministic random weights (smoke), and its weights id."""
+    """The pretrained generator (full) or deterministic random weights (smoke), and its weights id.
+    A checkpoint of another resolution is refused here, before any output is touched."""
+    from ohlora_core.io import CheckpointError
     from ohlora_core.stylegan import load_generator, smoke_generator
 
-    return settings.load_model(smoke_generator, lambda path: load_generator(path, key="generator"),
-                               settings.stylegan_checkpoint, "StyleGAN checkpoint (genforce celeba_partial-256x256)")
+    generator, weights = settings.load_model(smoke_generator, lambda path: load_generator(path, key="generator"),
+                                             settings.stylegan_checkpoint,
+                                             "StyleGAN checkpoint (genforce celeba_partial-256x256)")
+    if generator.resolution != RESOLUTION or generator.z_space_dim != 512:
+        raise CheckpointError(f"{weights}: a {generator.resolution}x{generator.resolution} generator with "
+                              f"z of {generator.z_space_dim}; ohlora needs genforce's {RESOLUTION}x{RESOLUTION} "
+                              f"celeba_partial model (z 512)")
+    return generator, weights
 
 
 @dg.asset(
@@ -25,21 +35,22 @@ def load_stylegan(settings: OhloraSettings):
 def latent_codes(context: dg.AssetExecutionContext, settings: OhloraSettings) -> dg.MaterializeResult:
     import numpy as np
 
+    from ohlora_core.artifacts import LatentCodes
     from ohlora_core.generation import latent_codes as make_latents
-    from ohlora_core.io import atomic_path, sha256_file
+    from ohlora_core.io import atomic_path
 
     n = settings.image_count
+    stage, files = settings.stage(LatentCodes, {"seed": settings.seed, "count": n, "version": GENERATION_VERSION})
     z = make_latents(settings.seed, range(n))
-    path = settings.artifact_dir("latent_codes") / "latents.npy"
-    with atomic_path(path) as tmp:
+    with atomic_path(files.latents) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, z)
-    digest = sha256_file(path)
+    digest = stage.promote([files.latents.name])
     return dg.MaterializeResult(
         data_version=dg.DataVersion(digest),
         metadata={
             "count": n,
-            "path": dg.MetadataValue.path(str(path)),
+            "path": dg.MetadataValue.path(str(settings.current(LatentCodes).latents)),
             "z_mean": float(z.mean()),
             "z_std": float(z.std()),
             **settings.mode_metadata(),
@@ -57,54 +68,39 @@ def latent_codes(context: dg.AssetExecutionContext, settings: OhloraSettings) ->
 )
 def raw_images(context: dg.AssetExecutionContext, settings: OhloraSettings) -> dg.MaterializeResult:
     import numpy as np
-
-    from ohlora_core.generation import generate_images, image_name, write_manifest
-    from ohlora_core.io import reset_if_recipe_changed
-
-    z = np.load(settings.artifact_dir("latent_codes") / "latents.npy", mmap_mode="r")
-    out_dir = settings.artifact_dir("raw_images")
-    images_dir = out_dir / "images"
-    generator, weights = load_stylegan(settings)
-    # The recipe fixes the bytes of every image; files made under another recipe are removed.
-    # z_i depends only on (seed, i), so a larger n keeps the images already made.
-    recipe = {
-        "weights": weights,
-        "latent_seed": settings.seed,
-        "batch_size": settings.batch_size,
-        "device": settings.resolved_device,
-        "tf32": settings.tf32 and settings.resolved_device.startswith("cuda"),
-        "version": GENERATION_VERSION,
-    }
-    removed = reset_if_recipe_changed(out_dir, recipe, "*.jpg")
-    if removed:
-        context.log.info(f"recipe changed: removed {removed} images made under the old recipe")
-    n = len(z)
-    for extra in images_dir.glob("*.jpg") if images_dir.exists() else []:
-        if not extra.stem.isdigit() or int(extra.stem) >= n:  # from a run with more images
-            extra.unlink()
-
-    result = generate_images(
-        generator, z, range(n), images_dir, batch_size=settings.batch_size, device=settings.resolved_device,
-        tf32=settings.tf32,
-    )
-    context.log.info(f"generated {len(result.written)} images, {len(result.skipped)} already present")
-    digest = write_manifest(images_dir, range(n), out_dir / "manifest.json")
-
     from PIL import Image
 
-    preview = [np.asarray(Image.open(images_dir / image_name(i))) for i in range(min(n, 32))]
-    grid = image_grid(preview, cols=8, thumb=64)
+    from ohlora_core.artifacts import LatentCodes, RawImages
+    from ohlora_core.generation import batch_input_digests, generate_missing, manifest_digest
+
+    generator, weights = load_stylegan(settings)  # refuses a wrong checkpoint before anything is written
+    z = np.load(settings.current(LatentCodes).latents, mmap_mode="r")
+    n, device = len(z), settings.resolved_device
+    # What fixes each image's bytes ("item"); the latents and count only pick which images. Another
+    # recipe gets its own folder, reusing intact images of the current one; `current` switches at the end.
+    item = {"weights": weights, "batch_size": settings.batch_size, "device": device,
+            "tf32": settings.tf32 and device.startswith("cuda"), "version": GENERATION_VERSION}
+    stage, files = settings.stage(RawImages, {"item": item, "latents": settings.data_version(LatentCodes),
+                                              "count": n})
+    reused = stage.reuse_items(batch_input_digests(z, range(n), settings.batch_size))
+    result = generate_missing(generator, z, n, files, batch_size=settings.batch_size, device=device, tf32=settings.tf32)
+    context.log.info(f"generated {len(result.written)} images, {len(result.skipped)} intact already "
+                     f"({reused} taken over from the previous recipe)")
+    preview = [np.asarray(Image.open(files.image(i))) for i in range(min(n, 32))]
+    save_picture(image_grid(preview, cols=8, thumb=None), files.preview)
+    digest = stage.promote([files.manifest.name, files.preview.name], digest=manifest_digest(files))
+    current = settings.current(RawImages)
     return dg.MaterializeResult(
         data_version=dg.DataVersion(digest),
         metadata={
             "count": n,
             "generated_now": len(result.written),
             "already_present": len(result.skipped),
-            "path": dg.MetadataValue.path(str(images_dir)),
+            "path": dg.MetadataValue.path(str(current.images_dir)),
             "seconds": round(result.seconds, 3),
             "images_per_second": round(result.images_per_second, 2) if result.written else 0.0,
-            "preview": markdown_image(grid, "first images"),
-            "preview_file": save_picture(image_grid(preview, cols=8, thumb=None), out_dir / "preview.png"),
+            "preview": markdown_image(image_grid(preview, cols=8, thumb=64), "first images"),
+            "preview_file": dg.MetadataValue.path(str(current.preview)),
             "weights_source": weights,
             **settings.mode_metadata(),
         },

@@ -12,8 +12,9 @@ from pydantic import Field
 
 from ohlora_core.scores import v1 as scores_v1
 from ohlora_core.scores import v2 as scores_v2
-from ohlora_dagster.assets.segmentation import segmentation_dir, segmentation_maps
-from ohlora_dagster.previews import histograms, markdown_image, markdown_table
+from ohlora_dagster.assets.segmentation import segmentation_maps
+from ohlora_core.pictures import histograms
+from ohlora_dagster.previews import markdown_image, markdown_table
 from ohlora_dagster.resources import OhloraSettings
 
 PROPERTY_CNN_VERSION = "1"
@@ -48,25 +49,37 @@ def build_score_asset(version: str, algorithm_version: str) -> dg.AssetsDefiniti
 
 
 def compute_score_asset(version: str, settings: OhloraSettings, algorithm_version: str) -> dg.MaterializeResult:
+    import json
+
     import pandas as pd
 
-    from ohlora_core.io import atomic_write_csv, sha256_file
+    from ohlora_core.artifacts import PROPERTY_SCORES, FilteredImages, RawImages, SegmentationMaps
+    from ohlora_core.generation import verified_images
+    from ohlora_core.io import atomic_write_csv
     from ohlora_core.scores import SCORE_COLUMNS
-    from ohlora_core.scores.tables import CSV_NAMES, score_parsed_images
+    from ohlora_core.scores.tables import score_parsed_images
+    from ohlora_core.store import verify_files
 
-    seg = segmentation_dir(settings)
-    parsed = pd.read_csv(seg.parent / "parsed_images.csv")["img_no"].astype(int).tolist()
-    kept = pd.read_csv(settings.artifact_dir("filtered_images") / "filtered_images.csv").set_index("img_no")
-    n_no_face = len(pd.read_csv(seg.parent / "no_face_images.csv"))
-    tables = score_parsed_images(version, parsed, [settings.path(kept.loc[n, "img_path"]) for n in parsed], seg)
+    seg = settings.current(SegmentationMaps)
+    parsed = pd.read_csv(seg.parsed)["img_no"].astype(int).tolist()
+    kept = pd.read_csv(settings.current(FilteredImages).table)
+    n_no_face = len(pd.read_csv(seg.no_face))
+    records = json.loads(seg.manifest.read_text())
+    verify_files(seg.dir, {k: v for n in parsed for k, v in records[str(n)]["files"].items()}, "segmentation_maps")
+    raw = settings.current(RawImages)
+    paths = verified_images(raw, parsed) if version == "v1" else [raw.image(n) for n in parsed]
+    tables = score_parsed_images(version, parsed, paths, seg, [settings.relative(p) for p in paths])
 
-    out = settings.artifact_dir(f"property_scores_{version}") / CSV_NAMES[version]
-    atomic_write_csv(out, tables.normalised, index=True)  # the original's layout (pandas index)
-    atomic_write_csv(out.parent / "raw_scores.csv", pd.concat([tables.raw, tables.flags], axis=1))
+    files_cls = PROPERTY_SCORES[version]
+    stage, files = settings.stage(files_cls, {"algorithm": algorithm_version, "maps": settings.data_version(SegmentationMaps),
+                                              "images": settings.data_version(RawImages)})
+    atomic_write_csv(files.table, tables.normalised, index=True)  # the original's layout (pandas index)
+    atomic_write_csv(files.raw, pd.concat([tables.raw, tables.flags], axis=1))
+    digest = stage.promote([files.table.name, files.raw.name])
     stats, constant, standardised = tables.standardisation()
     unexpected, flagged = tables.unexpected_nan(), len(tables.result.flagged_rows())
     return dg.MaterializeResult(
-        data_version=dg.DataVersion(sha256_file(out)),
+        data_version=dg.DataVersion(digest),
         metadata={
             "rows": len(tables.raw),
             "flagged_images": flagged,
@@ -75,7 +88,7 @@ def compute_score_asset(version: str, settings: OhloraSettings, algorithm_versio
             "histograms": markdown_image(histograms({c: tables.raw[c].to_numpy() for c in SCORE_COLUMNS}),
                                          "raw score histograms"),
             "algorithm_version": algorithm_version,
-            "path": dg.MetadataValue.path(str(out)),
+            "path": dg.MetadataValue.path(str(settings.current(files_cls).table)),
             **settings.mode_metadata(),
         },
         check_results=[
@@ -91,20 +104,23 @@ def compute_score_asset(version: str, settings: OhloraSettings, algorithm_versio
 
 
 class PropertyCnnConfig(dg.Config):
-    max_epochs: int | None = Field(default=None, description="Epoch cap; default unlimited (full) / 2 (smoke).")
-    patience: int = Field(default=20, description="Early stopping on val loss excluding background_std.")
+    max_epochs: int | None = Field(default=None, gt=0, description="Epoch cap; default unlimited (full) / 2 (smoke).")
+    patience: int = Field(default=20, gt=0, description="Early stopping on val loss excluding background_std.")
 
 
 def _v2_table(settings: OhloraSettings):
     import pandas as pd
 
-    return pd.read_csv(settings.artifact_dir("property_scores_v2") / "all_scores_v2.csv", index_col=0)
+    from ohlora_core.artifacts import PropertyScoresV2
+
+    return pd.read_csv(settings.current(PropertyScoresV2).table, index_col=0)
 
 
 def _images_of(settings: OhloraSettings, table):
     from ohlora_core.cnn.data import decode_images
+    from ohlora_dagster.assets.filtering import raw_image_paths
 
-    return decode_images([settings.path(p) for p in table["img_path"]])
+    return decode_images(raw_image_paths(settings, table["img_no"]))
 
 
 def build_score_assets(v1_version: str | None = None, v2_version: str | None = None) -> list[dg.AssetsDefinition]:
@@ -126,28 +142,33 @@ def build_score_assets(v1_version: str | None = None, v2_version: str | None = N
         description="CNN predicting the 7 normalised v2 scores from image regions (the original's v2 CNN).",
     )
     def property_score_cnn(context: dg.AssetExecutionContext, config: PropertyCnnConfig, settings: OhloraSettings) -> dg.MaterializeResult:
+        from ohlora_core.artifacts import PropertyScoreCnn, PropertyScoresV2, RawImages
         from ohlora_core.cnn.property_cnn import SCORE_COLUMNS, train_property_score_cnn
-        from ohlora_core.io import sha256_file
 
         table = _v2_table(settings)
         usable = table.dropna(subset=list(SCORE_COLUMNS))
-        out_dir = settings.artifact_dir("property_score_cnn")
         max_epochs = settings.epoch_cap(config.max_epochs)
+        stage, files = settings.stage(PropertyScoreCnn, {
+            "scores": settings.data_version(PropertyScoresV2), "images": settings.data_version(RawImages),
+            "config": config.model_dump(), "max_epochs": max_epochs, "seed": settings.seed,
+            "device": settings.resolved_device, "version": cnn_version})
         result = train_property_score_cnn(
-            _images_of(settings, usable), usable, out_dir, seed=settings.seed, device=settings.resolved_device,
-            max_epochs=max_epochs, patience=config.patience, log=context.log.info,
+            _images_of(settings, usable), usable, files, seed=settings.seed, device=settings.resolved_device,
+            max_epochs=max_epochs, patience=config.patience, img_paths=usable["img_path"].tolist(),
+            log=context.log.info,
         )
+        digest = stage.promote([files.checkpoint.name, files.train_log.name, files.val_log.name])
         best = result.log.iloc[[result.best_epoch]] if len(result.log) > result.best_epoch else result.log.tail(1)
         corr_cols = [c for c in result.log.columns if c.endswith("_corr")]
         return dg.MaterializeResult(
-            data_version=dg.DataVersion(sha256_file(result.checkpoint_path)),
+            data_version=dg.DataVersion(digest),
             metadata={
                 "trained_on": len(usable),
                 "left_out_nan_rows": len(table) - len(usable),
                 "best_epoch": result.best_epoch,
                 "best_val_loss_except_back_std": round(float(result.best_val_loss_except_back_std), 4),
                 "best_epoch_val_corr": markdown_table(best[corr_cols]),
-                "path": dg.MetadataValue.path(str(result.checkpoint_path)),
+                "path": dg.MetadataValue.path(str(settings.current(PropertyScoreCnn).checkpoint)),
                 **settings.mode_metadata(),
             },
         )
@@ -162,20 +183,25 @@ def build_score_assets(v1_version: str | None = None, v2_version: str | None = N
         description="The property-score CNN's predictions for every scored image (all_scores_v2_cnn.csv).",
     )
     def property_scores_v2_cnn(context: dg.AssetExecutionContext, settings: OhloraSettings) -> dg.MaterializeResult:
+        from ohlora_core.artifacts import PropertyScoreCnn, PropertyScoresV2, PropertyScoresV2Cnn, RawImages
         from ohlora_core.cnn.models import PropertyScoreCNN
-        from ohlora_core.cnn.property_cnn import CHECKPOINT_NAME, predict_property_scores, property_scores_table
-        from ohlora_core.io import atomic_write_csv, load_checkpoint, load_state_dict_strict, sha256_file
+        from ohlora_core.cnn.property_cnn import predict_property_scores, property_scores_table
+        from ohlora_core.io import atomic_write_csv, load_checkpoint, load_state_dict_strict
 
         table = _v2_table(settings)
-        ckpt = settings.artifact_dir("property_score_cnn") / CHECKPOINT_NAME
+        ckpt = settings.current(PropertyScoreCnn).checkpoint
         model = PropertyScoreCNN()
         load_state_dict_strict(model, load_checkpoint(ckpt), str(ckpt))
         preds = predict_property_scores(model.to(settings.resolved_device), _images_of(settings, table), settings.resolved_device)
-        out = settings.artifact_dir("property_scores_v2_cnn") / "all_scores_v2_cnn.csv"
-        atomic_write_csv(out, property_scores_table(table["img_no"], table["img_path"], preds))
+        stage, files = settings.stage(PropertyScoresV2Cnn, {
+            "model": settings.data_version(PropertyScoreCnn), "scores": settings.data_version(PropertyScoresV2),
+            "images": settings.data_version(RawImages), "device": settings.resolved_device, "version": cnn_version})
+        atomic_write_csv(files.table, property_scores_table(table["img_no"], table["img_path"], preds))
+        digest = stage.promote([files.table.name])
         return dg.MaterializeResult(
-            data_version=dg.DataVersion(sha256_file(out)),
-            metadata={"rows": len(table), "path": dg.MetadataValue.path(str(out)), **settings.mode_metadata()},
+            data_version=dg.DataVersion(digest),
+            metadata={"rows": len(table), "path": dg.MetadataValue.path(str(settings.current(PropertyScoresV2Cnn).table)),
+                      **settings.mode_metadata()},
         )
 
 
@@ -189,23 +215,27 @@ def build_score_assets(v1_version: str | None = None, v2_version: str | None = N
     def property_scores_v2_vs_cnn(context: dg.AssetExecutionContext, settings: OhloraSettings) -> dg.MaterializeResult:
         import pandas as pd
 
+        from ohlora_core.artifacts import PropertyScoresV2, PropertyScoresV2Cnn, PropertyScoresV2VsCnn
         from ohlora_core.cnn.property_cnn import compare_v2_vs_cnn
-        from ohlora_core.io import atomic_write_csv, sha256_file
+        from ohlora_core.io import atomic_write_csv
 
         v2 = _v2_table(settings)
-        cnn = pd.read_csv(settings.artifact_dir("property_scores_v2_cnn") / "all_scores_v2_cnn.csv")
+        cnn = pd.read_csv(settings.current(PropertyScoresV2Cnn).table)
         table, summary = compare_v2_vs_cnn(v2, cnn)
-        out = settings.artifact_dir("property_scores_v2_vs_cnn") / "all_scores_v2_vs_cnn.csv"
-        atomic_write_csv(out, table)
-        atomic_write_csv(out.parent / "summary.csv", summary)
+        stage, files = settings.stage(PropertyScoresV2VsCnn, {
+            "cnn": settings.data_version(PropertyScoresV2Cnn), "scores": settings.data_version(PropertyScoresV2),
+            "version": cnn_version})
+        atomic_write_csv(files.table, table)
+        atomic_write_csv(files.summary, summary)
+        digest = stage.promote([files.table.name, files.summary.name])
         return dg.MaterializeResult(
-            data_version=dg.DataVersion(sha256_file(out)),
+            data_version=dg.DataVersion(digest),
             metadata={
                 "rows": len(table),
                 "summary": markdown_table(summary),
                 **{f"mae_{r.property}": float(r.mae) for r in summary.itertuples()},
                 **{f"corr_{r.property}": float(r.corr) for r in summary.itertuples()},
-                "path": dg.MetadataValue.path(str(out)),
+                "path": dg.MetadataValue.path(str(settings.current(PropertyScoresV2VsCnn).table)),
                 **settings.mode_metadata(),
             },
         )

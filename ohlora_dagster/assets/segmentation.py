@@ -1,13 +1,25 @@
 """Stage 3 — face detection (MTCNN) and FaceXFormer parsing of the filtered images."""
 import dagster as dg
+from pydantic import Field
 
 from ohlora_dagster.assets.filtering import filtered_images
-from ohlora_dagster.previews import image_grid, markdown_image, save_picture
+from ohlora_core.pictures import image_grid
+from ohlora_dagster.previews import markdown_image, save_picture
 from ohlora_dagster.resources import OhloraSettings
 
-SEGMENTATION_VERSION = "1"
+SEGMENTATION_VERSION = "2"
 # Smoke mode's random-weight StyleGAN draws no faces; parse the centre, where StyleGAN puts the face.
 SMOKE_FACE_BOX = (64.0, 64.0, 192.0, 192.0)
+
+
+class SegmentationConfig(dg.Config):
+    batch_size: int | None = Field(default=None, gt=0, description="Images per batch: the filtered images of one "
+                                   "block of this many image numbers; unset = settings.batch_size.")
+    batched_detection: bool = Field(default=True, description="Run MTCNN on whole batches (fast). false = one image "
+                                    "at a time as the original did: its exact crop boxes (batched boxes differ by "
+                                    "~1e-5 px, which moves an int()-truncated crop edge in rare cases).")
+    visualizations: bool = Field(default=True, description="Also write parsing_visualization_*.png (face + palette "
+                                 "overlay), as the original did.")
 
 
 def load_parser(settings: OhloraSettings):
@@ -19,10 +31,6 @@ def load_parser(settings: OhloraSettings):
     return model.to(settings.resolved_device).eval(), weights
 
 
-def segmentation_dir(settings: OhloraSettings):
-    return settings.artifact_dir("segmentation_maps") / "segmentation_results"
-
-
 @dg.asset(
     group_name="segmentation",
     deps=[filtered_images],
@@ -31,37 +39,56 @@ def segmentation_dir(settings: OhloraSettings):
     pool="gpu",
     description="Per filtered image: 224x224 FaceXFormer label map (classes 0..10) and the 224x224 face crop.",
 )
-def segmentation_maps(context: dg.AssetExecutionContext, settings: OhloraSettings) -> dg.MaterializeResult:
+def segmentation_maps(context: dg.AssetExecutionContext, config: SegmentationConfig,
+                      settings: OhloraSettings) -> dg.MaterializeResult:
+    import json
+
     import numpy as np
     import pandas as pd
     from PIL import Image
 
-    from ohlora_core.io import atomic_write_csv, reset_if_recipe_changed, sha256_of_files
+    from ohlora_core.artifacts import FilteredImages, RawImages, SegmentationMaps
+    from ohlora_core.generation import verified_images
+    from ohlora_core.io import atomic_write_csv
     from ohlora_core.segmentation.face_crop import make_mtcnn
-    from ohlora_core.segmentation.pipeline import (face_path, overlay, parsing_path, prune_outputs, read_label_map,
-                                                   segment_images)
+    from ohlora_core.segmentation.pipeline import batch_inputs, overlay, read_label_map, segment_images
+    from ohlora_core.store import Ledger
 
-    kept = pd.read_csv(settings.artifact_dir("filtered_images") / "filtered_images.csv")
+    kept = pd.read_csv(settings.current(FilteredImages).table)
     numbers = kept["img_no"].astype(int).tolist()
-    out_dir = segmentation_dir(settings)
+    raw = settings.current(RawImages)
+    manifest = json.loads(raw.manifest.read_text())
+    digests = [manifest[raw.image_key(n)] for n in numbers]  # what raw_images wrote; checked below
     model, weights = load_parser(settings)
-    device = settings.resolved_device
-    recipe = {"weights": weights, "version": SEGMENTATION_VERSION}
-    reset_if_recipe_changed(out_dir.parent, recipe, "*.png")  # maps made with other weights go
+    device, batch_size = settings.resolved_device, config.batch_size or settings.batch_size
+    # What fixes each image's files ("item"); the inputs pick which images and with which bytes.
+    item = {"weights": weights, "device": device, "batch_size": batch_size, "version": SEGMENTATION_VERSION,
+            "batched_detection": config.batched_detection, "visualizations": config.visualizations,
+            "fallback_box": SMOKE_FACE_BOX if settings.is_smoke else None}
+    stage, files = settings.stage(SegmentationMaps, {"item": item, "images": settings.data_version(RawImages),
+                                                     "filtered": settings.data_version(FilteredImages)})
+    reused = stage.reuse_items(batch_inputs(numbers, digests, batch_size))
+    paths = verified_images(raw, numbers)  # every input still has the bytes raw_images recorded
     summary = segment_images(
-        [settings.path(p) for p in kept["img_path"]], numbers, out_dir, model, make_mtcnn(device), device,
-        batch_size=min(settings.batch_size, 32), fallback_box=SMOKE_FACE_BOX if settings.is_smoke else None,
+        paths, numbers, files, model, make_mtcnn(device), device, batch_size=batch_size, image_digests=digests,
+        visualizations=config.visualizations, batched_detection=config.batched_detection,
+        fallback_box=SMOKE_FACE_BOX if settings.is_smoke else None,
     )
-    prune_outputs(out_dir, set(numbers))  # images no longer in the filtered set
-    parsed = sorted(n for n in numbers if parsing_path(out_dir, n).exists())
-    no_face = sorted(set(numbers) - set(parsed))
-    index = pd.DataFrame({"img_no": parsed})
-    atomic_write_csv(out_dir.parent / "parsed_images.csv", index)
-    atomic_write_csv(out_dir.parent / "no_face_images.csv", pd.DataFrame({"img_no": no_face}))
-    digest = sha256_of_files(p for n in parsed for p in (parsing_path(out_dir, n), face_path(out_dir, n)))
-    previews = [overlay(np.asarray(Image.open(face_path(out_dir, n)).convert("RGB")), read_label_map(parsing_path(out_dir, n)))
+    parsed, no_face = summary.parsed, summary.no_face
+    context.log.info(f"parsed {len(summary.written)} images now, {len(summary.skipped)} intact already "
+                     f"({reused} taken over from the previous recipe); {len(no_face)} without a face")
+    atomic_write_csv(files.parsed, pd.DataFrame({"img_no": parsed}))
+    atomic_write_csv(files.no_face, pd.DataFrame({"img_no": no_face}))
+    for extra in files.results_dir.glob("*.png"):  # images that left the filtered set
+        if int(extra.stem.rsplit("_", 1)[1]) not in set(parsed):
+            extra.unlink()
+    previews = [overlay(np.asarray(Image.open(files.face(n)).convert("RGB")), read_label_map(files.parsing(n)))
                 for n in parsed[:8]]
-    grid = image_grid(previews, cols=4, thumb=112)
+    save_picture(image_grid(previews, cols=4, thumb=None), files.preview)
+    digest = Ledger(files.dir).write_manifest(files.manifest, numbers)
+    digest = stage.promote([files.manifest.name, files.parsed.name, files.no_face.name, files.preview.name],
+                           digest=digest)
+    current = settings.current(SegmentationMaps)
     return dg.MaterializeResult(
         data_version=dg.DataVersion(digest),
         metadata={
@@ -72,9 +99,9 @@ def segmentation_maps(context: dg.AssetExecutionContext, settings: OhloraSetting
             "smoke_centre_crops": len(summary.fallback),
             "seconds": round(summary.seconds, 2),
             "images_per_second": round(len(summary.written) / summary.seconds, 2) if summary.written else 0.0,
-            "preview": markdown_image(grid, "parsing overlays"),
-            "preview_file": save_picture(image_grid(previews, cols=4, thumb=None), out_dir.parent / "preview.png"),
-            "path": dg.MetadataValue.path(str(out_dir)),
+            "preview": markdown_image(image_grid(previews, cols=4, thumb=112), "parsing overlays"),
+            "preview_file": dg.MetadataValue.path(str(current.preview)),
+            "path": dg.MetadataValue.path(str(current.results_dir)),
             "weights_source": weights,
             **settings.mode_metadata(),
         },
