@@ -1,0 +1,75 @@
+"""The fine-tuning versions as data: what each one trains, on which labels, with which choices.
+
+Defaults are the original's (stylegan_modified/fine_tuning*.py, run_stylegan_fine_tuning*.py);
+anything a version does differently is a field, not a code path.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ohlora_core.scores.common import SCORE_NAMES
+
+
+@dataclass(frozen=True)
+class GanVariant:
+    """A label-conditioned StyleGAN fine-tuning run (v1, v4)."""
+
+    name: str
+    labels: tuple[str, ...]            # property names, in label-vector order
+    score_asset: str                   # the table the labels come from (file names: ohlora_core.artifacts)
+    label_embed_dim: int = 16          # label @ label_weight [L, 16], concatenated to z
+    drop_generator_keys: tuple[str, ...] = ("mapping.dense0.weight",)  # re-initialised when restructuring
+    drop_discriminator_keys: tuple[str, ...] = ("layer14.weight", "layer14.bias")
+    g_trainable: tuple[str, ...] = ("mapping",)  # top-level parameter-name groups that train
+    d_trainable: tuple[str, ...] = ("layer12", "layer13", "layer14")  # D's last conv, dense and head at 256
+    mbstd_group: int = 16              # minibatch-std group (effective min(16, batch))
+    batch_size: int = 16
+    g_lr: float = 1e-4                 # AdamW (betas .9/.999, eps 1e-8, weight decay 0.01)
+    d_lr: float = 1e-4
+    r1_gamma: float = 10.0             # R1 on reals; d_loss += gamma / 2 * mean ||grad||^2
+    g_repeat_ratio: float = 2.0        # G steps again while g_loss >= ratio * d_loss ...
+    g_repeat_max: int = 4              # ... at most this many G steps per D step
+    style_mixing_prob: float = 0.9     # G trains in train mode: mixing + random noise, as the original
+    randomize_noise: bool = True
+    w_moving_decay: float = 0.995
+    matching_aware: bool = False       # fix of the original's flaw (see loss.GanLoss); off by default
+    sample_labels: tuple[tuple[float, ...], ...] = ()  # label rows of the per-epoch sample grid
+
+    @property
+    def label_size(self) -> int:
+        return len(self.labels)
+
+    def with_overrides(self, **kw) -> GanVariant:
+        """A copy with some fields replaced (run config); unknown names are an error."""
+        unknown = set(kw) - set(self.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"{self.name}: unknown fine-tuning settings {sorted(unknown)}")
+        return replace(self, **kw)
+
+
+V1 = GanVariant(
+    name="v1",
+    labels=SCORE_NAMES,
+    score_asset="property_scores_v1",
+    # the original's inference test during fine-tuning (run_inference_test_during_finetuning)
+    sample_labels=((1.5, 1.5, 1.1, -1.1, -1.2, 1.2, -1.0), (-1.5, 1.5, 1.1, -1.1, -1.2, 1.2, -1.0),
+                   (-1.5, -1.5, 1.1, -1.1, -1.2, 1.2, -1.0), (-1.5, -1.5, -2.0, -1.1, -1.2, 1.2, -1.0),
+                   (-1.5, -1.5, -2.0, 1.8, -1.2, 1.2, -1.0), (-1.5, -1.5, -2.0, 1.8, 2.0, 1.2, -1.0),
+                   (-1.5, -1.5, -2.0, 1.8, 2.0, -1.6, -1.0)),
+)
+
+# v4: v1 re-trained on eyes/mouth/pose from the property CNN. The original's README says style mixing
+# is off for v4, but its gen_train_args still pass style_mixing_prob=0.9: kept (a setting).
+V4 = replace(
+    V1,
+    name="v4",
+    labels=("eyes", "mouth", "pose"),
+    score_asset="property_scores_v2_cnn",
+    drop_generator_keys=("mapping.dense0.weight", "mapping.label_weight"),
+    batch_size=8,
+    # corners of the original's 50-combination test (eyes +-1.8, mouth -1.2..1.6, pose -1.2..3.6)
+    sample_labels=((-1.8, -1.2, 0.0), (1.8, -1.2, 0.0), (-1.8, 1.6, 0.0), (1.8, 1.6, 0.0), (0.0, 0.0, -1.2),
+                   (0.0, 0.0, 3.6)),
+)
+
+VARIANTS = {v.name: v for v in (V1, V4)}
