@@ -244,4 +244,55 @@ class StyleganFinetuneV4(StyleganFinetuneV1):
     LOG = "train_log_v4.csv"
 
 
+class StyleganFinetuneV2(StyleganFinetuneV1):
+    """v2 trains no discriminator: its generator (the best step group's) and log."""
+
+    NAME = "stylegan_finetune_v2"
+    GENERATOR = "stylegan_gen_fine_tuned_v2.pth"
+    DISCRIMINATOR = ""
+    LOG = "train_log_v2.csv"
+
+    def samples(self, group: int) -> Path:
+        return self.dir / "samples" / f"step_group_{group:04d}.png"
+
+
+class StyleganFinetuneV3(StyleganFinetuneV2):
+    """v3: generator (decoder) and encoder of the best epoch, the checkpoints of epochs where a test z
+    passed (the original's names) with that z, and the per-epoch test table."""
+
+    NAME = "stylegan_finetune_v3"
+    GENERATOR = "stylegan_gen_fine_tuned_v3.pth"
+    LOG = "train_log_v3.csv"
+
+    @property
+    def encoder(self) -> Path:
+        return self.dir / "stylegan_gen_fine_tuned_v3_encoder.pth"
+
+    def checkpoint(self, epoch: int, part: str) -> Path:
+        """`part` is 'gen' or 'enc'."""
+        return self.dir / f"stylegan_gen_fine_tuned_v3_ckpt_{epoch:04d}_{part}.pth"
+
+    def test_z_vector(self, epoch: int) -> Path:
+        """The first z that passed the test after `epoch` (1 x 512, header 0..511, as the original's file)."""
+        return self.dir / f"test_z_vector_{epoch:04d}.csv"
+
+    @property
+    def test_results(self) -> Path:
+        """Every epoch's test: per z, corr / MSE / MAE per property and pass (the original's result_each_z.csv)."""
+        return self.dir / "test_results_v3.csv"
+
+    def samples(self, epoch: int) -> Path:
+        return self.dir / "samples" / f"epoch_{epoch:04d}.png"
+
+
+class FinalSamples(AssetFiles):
+    """`000000.jpg` ... (q95), as the original's final_inference_test_v3/."""
+
+    NAME = "finetuned_samples"
+
+    def image(self, index: int) -> Path:
+        return self.dir / image_name(index)
+
+
 GAN_FINETUNES = {"v1": StyleganFinetuneV1, "v4": StyleganFinetuneV4}
+FINETUNES = {"v1": StyleganFinetuneV1, "v2": StyleganFinetuneV2, "v3": StyleganFinetuneV3, "v4": StyleganFinetuneV4}

@@ -11,7 +11,8 @@ from ohlora_dagster.definitions import all_assets, all_checks, build_assets, def
 from ohlora_dagster.resources import OhloraSettings
 from ohlora_dagster.stale import stale_assets
 
-V2_DOWNSTREAM = ["property_score_cnn", "property_scores_v2_cnn", "property_scores_v2_vs_cnn"]
+V2_DOWNSTREAM = ["property_score_cnn", "property_scores_v2_cnn", "property_scores_v2_vs_cnn", "stylegan_finetune_v4",
+                 "stylegan_finetune_v2", "stylegan_finetune_v3", "finetuned_samples"]
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +61,28 @@ def test_every_asset_materializes_with_its_files_and_metadata(run):
     compare = pd.read_csv(cur(a.PropertyScoresV2VsCnn).table)
     assert {"eyes_v2", "eyes_v2_cnn", "eyes_diff"} <= set(compare.columns) and len(compare) == len(kept)
 
+    from ohlora_core.finetune.loop import LOG_COLUMNS
+    from ohlora_core.stylegan import load_discriminator, load_generator
+
+    for version, labels_n in (("v1", 7), ("v4", 3)):
+        files, meta = cur(a.GAN_FINETUNES[version]), _meta(result, f"stylegan_finetune_{version}")
+        assert meta["steps"] == 2 and meta["resumed_from"] == "no (fresh run)"  # smoke: 2 small steps
+        assert meta["loss_plot"].startswith("![losses](data:image/png") and meta["real_fake"].startswith("![reals")
+        log = pd.read_csv(files.train_log, index_col=0)
+        assert list(log.columns[:len(LOG_COLUMNS)]) == LOG_COLUMNS and len(log) == 2
+        G = load_generator(files.generator)  # bare state_dicts, like the original's files
+        D = load_discriminator(files.discriminator, minibatch_std_group_size=16)
+        assert (G.label_size, G.label_embed_dim, D.label_size, D.label_mode) == (labels_n, 16, labels_n, "concat")
+        assert not files.snapshot.exists() and (files.dir / "samples" / "epoch_0000.png").is_file()
+
+    v2, v3 = _meta(result, "stylegan_finetune_v2"), _meta(result, "stylegan_finetune_v3")
+    assert v2["steps"] == 2 and v3["steps"] == 2 and "| epoch | passed_z | of |" in v3["pass_table"]
+    assert load_generator(cur(a.StyleganFinetuneV2).generator).label_embed_dim == 16
+    assert load_generator(cur(a.StyleganFinetuneV3).generator).label_embed_dim == 24  # dense0 536 -> w
+    assert pd.read_csv(cur(a.StyleganFinetuneV3).test_results)["passed"].isin(["O", "X"]).all()
+    samples = cur(a.FinalSamples)
+    assert sorted(p.name for p in samples.dir.glob("*.jpg")) == [f"{i:06d}.jpg" for i in range(4)]
+
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks["every_image_scored_once"] and checks["filtered_not_empty"]
     assert checks["no_unexpected_nan"] and checks["one_row_per_parsed_image"]
@@ -78,17 +101,37 @@ def test_bumping_the_v2_algorithm_makes_v2_and_downstream_stale_and_backfill_fix
     for name in ["property_scores_v2", *V2_DOWNSTREAM]:
         assert resolver.get_status(key(name)) == StaleStatus.STALE, name
         assert [c.category for c in resolver.get_stale_causes(key(name))] == [StaleCauseCategory.CODE], name
-    for name in ("property_scores_v1", "segmentation_maps", "raw_images"):
+    for name in ("property_scores_v1", "stylegan_finetune_v1", "segmentation_maps", "raw_images"):
         assert resolver.get_status(key(name)) == StaleStatus.FRESH, name
 
     stale = [a.key for a in bumped if resolver.get_status(a.key) == StaleStatus.STALE]
     assert sorted(k.to_user_string() for k in stale) == sorted(["property_scores_v2", *V2_DOWNSTREAM])
     # the CLI listing (`python -m ohlora_dagster.stale`) says the same, with the reason
     listing = stale_assets(instance, bumped)
-    assert list(listing) == ["property_scores_v2", *V2_DOWNSTREAM]
+    assert sorted(listing) == sorted(["property_scores_v2", *V2_DOWNSTREAM])
     assert listing["property_scores_v2"] == ["CODE: has a new code version"]
     backfill = dg.materialize(bumped, selection=stale, resources={"settings": settings}, instance=instance)
     assert backfill.success
     after = get_stale_status_resolver(instance, bumped)
     assert all(after.get_status(a.key) == StaleStatus.FRESH for a in bumped)
     assert stale_assets(instance, bumped) == {}
+
+
+def test_ohlora_generate_gives_the_assets_first_image(run, tmp_path):
+    """The CLI with the same generator, z (from the seed: no z passed v3's smoke test), labels and n (so
+    the same batches of 4: a batch's float rounding depends on its size)."""
+    import subprocess
+    import sys
+
+    from ohlora_core import artifacts as a
+
+    settings, _, result = run
+    assert _meta(result, "finetuned_samples")["z"].startswith("seeded")
+    out = tmp_path / "cli"
+    done = subprocess.run([sys.executable, "-m", "ohlora_core.cli", "generate", "--version", "v3", "--storage",
+                           settings.storage_root, "--mode", "smoke", "-n", "4", "--seed", str(settings.seed),
+                           "--out", str(out), "--device", "cpu"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.iterdir()) == [f"{i:06d}.jpg" for i in range(4)]
+    for i in range(4):
+        assert (out / f"{i:06d}.jpg").read_bytes() == settings.current(a.FinalSamples).image(i).read_bytes()

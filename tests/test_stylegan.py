@@ -252,7 +252,7 @@ def test_load_generator_errors_name_file_key_and_keys(tmp_path, g_fx):
     assert str(path) in msg and "'generator'" in msg
     assert "missing keys (1): synthesis.layer1.weight" in msg
     assert "unexpected keys (1): synthesis.extra" in msg
-    with pytest.raises(CheckpointError, match=r"no 'generator_smooth' entry; available keys: \['generator'\]"):
+    with pytest.raises(CheckpointError, match=r"no 'generator_smooth' entry and not a bare state_dict; available keys: \['generator'\]"):
         load_generator(path, key="generator_smooth")
     grown = dict(g_fx["state_dict"], **{"synthesis.lod": torch.tensor(1.5)})
     torch.save({"generator": grown}, path)

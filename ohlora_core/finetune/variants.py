@@ -41,10 +41,7 @@ class GanVariant:
 
     def with_overrides(self, **kw) -> GanVariant:
         """A copy with some fields replaced (run config); unknown names are an error."""
-        unknown = set(kw) - set(self.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"{self.name}: unknown fine-tuning settings {sorted(unknown)}")
-        return replace(self, **kw)
+        return _replace_known(self, kw)
 
 
 V1 = GanVariant(
@@ -72,4 +69,92 @@ V4 = replace(
                    (0.0, 0.0, 3.6)),
 )
 
-VARIANTS = {v.name: v for v in (V1, V4)}
+
+
+@dataclass(frozen=True)
+class CnnLoopVariant:
+    """StyleGAN-FineTune-v2: v1's generator trained through the property-score CNN (no discriminator).
+
+    Loss `MSE(cnn(G(z, y))[:, :6], y[:, :6])` with random N(0, 1) labels; steps come in groups of 50
+    with the curriculum `z = r z_fixed + (1 - r) z_new` (labels likewise), `r = 0.9 ** group`; early
+    stopping after 100 groups without a lower group-mean loss; the best group's generator is kept.
+    """
+
+    name: str = "v2"
+    labels: tuple[str, ...] = SCORE_NAMES
+    loss_labels: int = 6                   # the first six outputs (background_std excluded)
+    label_embed_dim: int = 16
+    # The original re-initialises v1's learnt mapping.dense0.weight (create_stylegan_finetune_v1
+    # deletes it before loading v1): kept as the default; `keep_v1_dense0=True` is the fix.
+    keep_v1_dense0: bool = False
+    # Its freeze call is commented out, so G *and* the CNN train; `freeze=True` trains only G's
+    # mapping network with the CNN frozen, as its README intended.
+    freeze: bool = False
+    cnn_eval: bool = False                 # the original leaves dropout on (train mode); True = eval
+    lr: float = 1e-5
+    cosine_t_max: int = 20                 # stepped once per step group
+    batch_size: int = 16
+    step_group_size: int = 50
+    curriculum_base: float = 0.9
+    patience: int = 100                    # step groups without a better group-mean loss
+
+    @property
+    def label_size(self) -> int:
+        return len(self.labels)
+
+    @property
+    def drop_generator_keys(self) -> tuple[str, ...]:
+        return () if self.keep_v1_dense0 else ("mapping.dense0.weight",)
+
+    def with_overrides(self, **kw) -> CnnLoopVariant:
+        return _replace_known(self, kw)
+
+
+@dataclass(frozen=True)
+class CvaeVariant:
+    """StyleGAN-FineTune-v3: a conditional "VAE" whose decoder is v1's generator (label embedding 24).
+
+    An encoder maps (real image, labels) to mu / logvar; z = mu + eps exp(logvar / 2); the loss is
+    `C + G + 0.2 M + 0.05 V` as coded: C = mean of the eyes / mouth / pose MSEs of the property CNN on
+    G(z, y), G = MSE(gender CNN fold 0 on G(z, y), 1), M = mean(mu^2), V = mean(logvar^2).
+    """
+
+    name: str = "v3"
+    labels: tuple[str, ...] = SCORE_NAMES
+    loss_labels: tuple[str, ...] = ("eyes", "mouth", "pose")
+    label_embed_dim: int = 24              # dense0 536 -> w
+    keep_v1_dense0: bool = False           # fix: keep v1's dense0 columns for z (the label columns change size)
+    cnn_eval: bool = False                 # the original leaves both CNNs' dropout on, in loss and test
+    gender_input_01: bool = False          # fix: feed the gender CNN [0, 1] images, as it was trained
+    mapping_lr: float = 1e-4
+    encoder_lr: float = 1e-5
+    cosine_t_max: int = 10                 # stepped once per epoch
+    batch_size: int = 8
+    mu_weight: float = 0.2
+    logvar_weight: float = 0.05
+    test_z: int = 30                       # z's in the per-epoch test, from the last batches' mu / logvar
+    patience: int = 40                     # epochs without a lower train loss
+
+    @property
+    def label_size(self) -> int:
+        return len(self.labels)
+
+    @property
+    def drop_generator_keys(self) -> tuple[str, ...]:
+        return ("mapping.dense0.weight", "mapping.label_weight")
+
+    def with_overrides(self, **kw) -> CvaeVariant:
+        return _replace_known(self, kw)
+
+
+def _replace_known(variant, kw: dict):
+    unknown = set(kw) - set(variant.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"{variant.name}: unknown fine-tuning settings {sorted(unknown)}")
+    return replace(variant, **kw)
+
+
+V2 = CnnLoopVariant()
+V3 = CvaeVariant()
+
+VARIANTS = {v.name: v for v in (V1, V2, V3, V4)}

@@ -1,0 +1,93 @@
+"""`ohlora` — the command line of the pipeline's outputs (installed by `pip install -e .`).
+
+    ohlora generate --version v3 --z-csv test_z_vector_0005.csv --eyes 1.8 --mouth 1.6 --pose -1.2 \\
+        -n 20 --seed 0 --out DIR [--checkpoint FILE]
+
+Without `--checkpoint` the generator of the materialized `stylegan_finetune_<version>` asset is used
+(`<storage>/artifacts/<mode>/stylegan_finetune_<version>/current/`; storage from `--storage`,
+`OHLORA_STORAGE` or the repository's `storage/`).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+PROPERTIES = ("eyes", "hair_color", "hair_length", "mouth", "pose", "background_mean", "background_std")
+REPO_STORAGE = Path(__file__).resolve().parents[1] / "storage"
+
+
+def _checkpoint_of(version: str, storage: Path, mode: str) -> Path:
+    from ohlora_core.artifacts import FINETUNES
+    from ohlora_core.store import current_dir
+
+    files_cls = FINETUNES[version]
+    modes = ("full", "smoke") if mode == "auto" else (mode,)
+    for m in modes:
+        asset = storage / "artifacts" / m / files_cls.NAME
+        if (asset / "current").exists():
+            return files_cls(current_dir(asset)).generator
+    raise SystemExit(f"no materialized {files_cls.NAME} under {storage}/artifacts/{'|'.join(modes)}; materialize it "
+                     f"or pass --checkpoint FILE")
+
+
+def generate_command(args: argparse.Namespace) -> int:
+    import torch
+
+    from ohlora_core.finetune.generate import GenerationRequestError, default_z, generate, load_z_csv, property_values
+    from ohlora_core.io import CheckpointError
+    from ohlora_core.stylegan import load_generator
+
+    storage = Path(args.storage or os.environ.get("OHLORA_STORAGE", REPO_STORAGE))
+    checkpoint = Path(args.checkpoint) if args.checkpoint else _checkpoint_of(args.version, storage, args.mode)
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        G = load_generator(checkpoint, device=device)
+        if not G.label_size:
+            raise GenerationRequestError(f"{checkpoint} is an unconditional generator; pass a fine-tuned one")
+        z0 = load_z_csv(args.z_csv) if args.z_csv else default_z(args.seed)
+        values = property_values([(p, getattr(args, p)) for p in PROPERTIES])
+        paths = generate(G, args.version, z0, values, args.out, n=args.n, noise=args.noise, seed=args.seed,
+                         batch_size=args.batch, device=device, source=str(checkpoint))
+    except (GenerationRequestError, CheckpointError) as exc:
+        print(f"ohlora generate: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {len(paths)} images to {args.out} ({args.version}, {checkpoint}; "
+          + ", ".join(f"{k} {v:g}" for k, v in values.items()) + ")")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ohlora", description="Oh-LoRA pipeline outputs from the command line.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    gen = sub.add_parser("generate", help="images from a fine-tuned generator for requested property values",
+                         description="n images around one z (row 0 = z, rows 1.. = z + noise * N(0, 1)), all with "
+                                     "the requested property values (normalised scores; others 0). With no "
+                                     "value given: eyes 1.8, mouth 1.6, pose -1.2, as the original's final inference.")
+    gen.add_argument("--version", default="v3", choices=("v1", "v2", "v3", "v4"),
+                     help="which fine-tuned generator (default v3, the version the original adopted)")
+    gen.add_argument("--checkpoint", help="a generator file (the original's bare state_dict or a genforce layout)")
+    gen.add_argument("--z-csv", help="z file, first row used (the original's test_z_vector_*.csv); default: from --seed")
+    gen.add_argument("-n", type=int, default=20, help="images (default 20)")
+    gen.add_argument("--noise", type=float, default=0.3, help="std of the noise added to z for images 1.. (default 0.3)")
+    gen.add_argument("--seed", type=int, default=0, help="seed of the noise (and of z without --z-csv)")
+    for p in PROPERTIES:
+        gen.add_argument(f"--{p.replace('_', '-')}", dest=p, type=float, default=None, help=f"{p} value")
+    gen.add_argument("--out", required=True, help="output folder (000000.jpg, ...)")
+    gen.add_argument("--batch", type=int, default=4, help="batch size (default 4, as the original)")
+    gen.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    gen.add_argument("--storage", help="storage root (default: $OHLORA_STORAGE or the repository's storage/)")
+    gen.add_argument("--mode", default="auto", choices=("auto", "full", "smoke"),
+                     help="which artifacts to take the generator from (auto: full if present, else smoke)")
+    gen.set_defaults(func=generate_command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
