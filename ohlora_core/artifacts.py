@@ -294,5 +294,41 @@ class FinalSamples(AssetFiles):
         return self.dir / image_name(index)
 
 
+class LatentW(AssetFiles):
+    NAME = "latent_w"
+
+    @property
+    def w(self) -> Path:
+        """w = mapping(z) of every image's z under the pretrained generator: float32 [N, 512]."""
+        return self.dir / "w.npy"
+
+
+class LatentDirections(AssetFiles):
+    NAME = "latent_directions"
+
+    @property
+    def directions(self) -> Path:
+        return self.dir / "directions.npz"
+
+    @property
+    def metrics(self) -> Path:
+        return self.dir / "metrics.csv"
+
+
+class ControllabilityReport(AssetFiles):
+    NAME = "controllability_report"
+
+    @property
+    def table(self) -> Path:
+        return self.dir / "report.csv"
+
+    @property
+    def leakage(self) -> Path:
+        return self.dir / "leakage.csv"
+
+    def scatter(self, method: str) -> Path:
+        return self.dir / f"scatter_{method}.png"
+
+
 GAN_FINETUNES = {"v1": StyleganFinetuneV1, "v4": StyleganFinetuneV4}
 FINETUNES = {"v1": StyleganFinetuneV1, "v2": StyleganFinetuneV2, "v3": StyleganFinetuneV3, "v4": StyleganFinetuneV4}

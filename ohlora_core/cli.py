@@ -2,10 +2,12 @@
 
     ohlora generate --version v3 --z-csv test_z_vector_0005.csv --eyes 1.8 --mouth 1.6 --pose -1.2 \\
         -n 20 --seed 0 --out DIR [--checkpoint FILE]
+    ohlora generate --method directions --eyes 1.8 --mouth 1.6 --pose -1.2 --out DIR
 
 Without `--checkpoint` the generator of the materialized `stylegan_finetune_<version>` asset is used
 (`<storage>/artifacts/<mode>/stylegan_finetune_<version>/current/`; storage from `--storage`,
-`OHLORA_STORAGE` or the repository's `storage/`).
+`OHLORA_STORAGE` or the repository's `storage/`). `--method directions` moves the pretrained
+generator's w along the `latent_directions` asset's directions instead (no fine-tuned generator).
 """
 from __future__ import annotations
 
@@ -18,18 +20,33 @@ PROPERTIES = ("eyes", "hair_color", "hair_length", "mouth", "pose", "background_
 REPO_STORAGE = Path(__file__).resolve().parents[1] / "storage"
 
 
-def _checkpoint_of(version: str, storage: Path, mode: str) -> Path:
-    from ohlora_core.artifacts import FINETUNES
+def _current(files_cls, storage: Path, mode: str, instead: str):
+    """The current files of an asset (full mode's if present, else smoke's, unless a mode is given)."""
     from ohlora_core.store import current_dir
 
-    files_cls = FINETUNES[version]
     modes = ("full", "smoke") if mode == "auto" else (mode,)
     for m in modes:
         asset = storage / "artifacts" / m / files_cls.NAME
         if (asset / "current").exists():
-            return files_cls(current_dir(asset)).generator
+            return files_cls(current_dir(asset))
     raise SystemExit(f"no materialized {files_cls.NAME} under {storage}/artifacts/{'|'.join(modes)}; materialize it "
-                     f"or pass --checkpoint FILE")
+                     f"or pass {instead}")
+
+
+def _pretrained_generator(args, storage: Path, device: str):
+    """The generator the directions were fitted with: --generator, else the one latent_w recorded."""
+    import json
+
+    from ohlora_core.artifacts import LatentW
+    from ohlora_core.stylegan import load_generator, smoke_generator
+
+    if args.generator:
+        return load_generator(args.generator, device=device), args.generator
+    weights = json.loads((_current(LatentW, storage, args.mode, "--generator FILE").dir / "recipe.json").read_text())["weights"]
+    if weights.startswith("smoke_generator(seed="):
+        return smoke_generator(int(weights.split("=")[1].rstrip(")"))).to(device), weights
+    path = weights.split(" (sha256 ")[0]
+    return load_generator(path, device=device), path
 
 
 def generate_command(args: argparse.Namespace) -> int:
@@ -39,22 +56,34 @@ def generate_command(args: argparse.Namespace) -> int:
     from ohlora_core.io import CheckpointError
     from ohlora_core.stylegan import load_generator
 
+    from ohlora_core.artifacts import FINETUNES, LatentDirections
+    from ohlora_core.directions import load_directions
+    from ohlora_core.finetune.generate import generate_with_directions
+
     storage = Path(args.storage or os.environ.get("OHLORA_STORAGE", REPO_STORAGE))
-    checkpoint = Path(args.checkpoint) if args.checkpoint else _checkpoint_of(args.version, storage, args.mode)
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        G = load_generator(checkpoint, device=device)
-        if not G.label_size:
-            raise GenerationRequestError(f"{checkpoint} is an unconditional generator; pass a fine-tuned one")
         z0 = load_z_csv(args.z_csv) if args.z_csv else default_z(args.seed)
         values = property_values([(p, getattr(args, p)) for p in PROPERTIES])
-        paths = generate(G, args.version, z0, values, args.out, n=args.n, noise=args.noise, seed=args.seed,
-                         batch_size=args.batch, device=device, source=str(checkpoint))
-    except (GenerationRequestError, CheckpointError) as exc:
+        common = dict(n=args.n, noise=args.noise, seed=args.seed, batch_size=args.batch, device=device)
+        if args.method == "directions":
+            path = Path(args.directions) if args.directions else \
+                _current(LatentDirections, storage, args.mode, "--directions FILE").directions
+            G, source = _pretrained_generator(args, storage, device)
+            paths = generate_with_directions(G, load_directions(path), z0, values, args.out, **common)
+            what = f"directions {path} on {source}"
+        else:
+            checkpoint = Path(args.checkpoint) if args.checkpoint else \
+                _current(FINETUNES[args.version], storage, args.mode, "--checkpoint FILE").generator
+            G = load_generator(checkpoint, device=device)
+            if not G.label_size:
+                raise GenerationRequestError(f"{checkpoint} is an unconditional generator; pass a fine-tuned one")
+            paths = generate(G, args.version, z0, values, args.out, source=str(checkpoint), **common)
+            what = f"{args.version}, {checkpoint}"
+    except (GenerationRequestError, CheckpointError, ValueError) as exc:
         print(f"ohlora generate: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {len(paths)} images to {args.out} ({args.version}, {checkpoint}; "
-          + ", ".join(f"{k} {v:g}" for k, v in values.items()) + ")")
+    print(f"wrote {len(paths)} images to {args.out} ({what}; " + ", ".join(f"{k} {v:g}" for k, v in values.items()) + ")")
     return 0
 
 
@@ -65,8 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
                          description="n images around one z (row 0 = z, rows 1.. = z + noise * N(0, 1)), all with "
                                      "the requested property values (normalised scores; others 0). With no "
                                      "value given: eyes 1.8, mouth 1.6, pose -1.2, as the original's final inference.")
+    gen.add_argument("--method", default="finetuned", choices=("finetuned", "directions"),
+                     help="finetuned: a label-conditioned generator (--version); directions: the pretrained "
+                          "generator with w moved along the latent_directions asset's directions")
     gen.add_argument("--version", default="v3", choices=("v1", "v2", "v3", "v4"),
                      help="which fine-tuned generator (default v3, the version the original adopted)")
+    gen.add_argument("--directions", help="directions file (default: the latent_directions asset's)")
+    gen.add_argument("--generator", help="pretrained generator for --method directions (default: the one latent_w used)")
     gen.add_argument("--checkpoint", help="a generator file (the original's bare state_dict or a genforce layout)")
     gen.add_argument("--z-csv", help="z file, first row used (the original's test_z_vector_*.csv); default: from --seed")
     gen.add_argument("-n", type=int, default=20, help="images (default 20)")

@@ -94,3 +94,28 @@ def line_plot(series: dict[str, Sequence[float]], size: tuple[int, int] = (520, 
         draw.text((pad + 110 * k, h + text_h), name, fill=colour)
     draw.text((pad, 1), f"{title}  [{lo:.3g} .. {hi:.3g}], {n} steps", fill="black")
     return img
+
+
+def scatter_panels(panels: dict[str, tuple[Sequence[float], Sequence[float]]], size: int = 200) -> "PIL.Image.Image":
+    """One square scatter plot per panel: {title: (x = intended, y = measured)}, with the y = x line."""
+    from PIL import Image, ImageDraw
+
+    pad, text_h = 10, 14
+    tiles = []
+    for title, (xs, ys) in panels.items():
+        x, y = np.asarray(xs, np.float64), np.asarray(ys, np.float64)
+        ok = np.isfinite(x) & np.isfinite(y)
+        x, y = x[ok], y[ok]
+        lo = float(min(x.min(initial=0), y.min(initial=0))) if ok.any() else -1.0
+        hi = float(max(x.max(initial=0), y.max(initial=0))) if ok.any() else 1.0
+        hi = hi if hi > lo else lo + 1.0
+        tile = Image.new("RGB", (size, size + text_h), "white")
+        draw = ImageDraw.Draw(tile)
+        to_px = lambda v: pad + (size - 2 * pad) * (v - lo) / (hi - lo)  # noqa: E731
+        draw.line([(to_px(lo), text_h + size - to_px(lo)), (to_px(hi), text_h + size - to_px(hi))], fill=(200, 200, 200))
+        for a, b in zip(x, y):
+            px, py = to_px(a), text_h + size - to_px(b)
+            draw.ellipse([px - 1.5, py - 1.5, px + 1.5, py + 1.5], fill=(70, 110, 200))
+        draw.text((pad, 1), f"{title} [{lo:.2g}, {hi:.2g}]", fill="black")
+        tiles.append(np.asarray(tile))
+    return image_grid(tiles, cols=3, thumb=None, fill="white")

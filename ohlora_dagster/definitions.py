@@ -5,7 +5,8 @@ UI, `dagster definitions validate`, each step process) stays fast.
 """
 import dagster as dg
 
-from ohlora_dagster.assets import filtering, generation, segmentation
+from ohlora_dagster.assets import control, filtering, generation, segmentation
+from ohlora_dagster.assets.control import build_control_assets
 from ohlora_dagster.assets.finetune import build_finetune_assets
 from ohlora_dagster.assets.scores import build_score_assets
 from ohlora_dagster.resources import OhloraSettings
@@ -13,8 +14,8 @@ from ohlora_dagster.resources import OhloraSettings
 
 def build_assets() -> list[dg.AssetsDefinition]:
     """All assets; the score and fine-tuning stages take the score versions from ohlora_core at call time."""
-    return [*dg.load_assets_from_modules([generation, filtering, segmentation]), *build_score_assets(),
-            *build_finetune_assets()]
+    return [*dg.load_assets_from_modules([generation, filtering, segmentation, control]), *build_score_assets(),
+            *build_finetune_assets(), *build_control_assets()]
 
 
 all_assets = build_assets()

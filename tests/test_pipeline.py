@@ -12,7 +12,8 @@ from ohlora_dagster.resources import OhloraSettings
 from ohlora_dagster.stale import stale_assets
 
 V2_DOWNSTREAM = ["property_score_cnn", "property_scores_v2_cnn", "property_scores_v2_vs_cnn", "stylegan_finetune_v4",
-                 "stylegan_finetune_v2", "stylegan_finetune_v3", "finetuned_samples"]
+                 "stylegan_finetune_v2", "stylegan_finetune_v3", "finetuned_samples", "latent_directions",
+                 "controllability_report"]
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +84,13 @@ def test_every_asset_materializes_with_its_files_and_metadata(run):
     samples = cur(a.FinalSamples)
     assert sorted(p.name for p in samples.dir.glob("*.jpg")) == [f"{i:06d}.jpg" for i in range(4)]
 
+    report = _meta(result, "controllability_report")
+    assert report["methods"] == "v1, v2, v3, v4, directions" and report["skipped"] == "none"
+    assert "meaningless" in report["note"] and report["report"].startswith("| method | z | pass_share |")
+    table = pd.read_csv(cur(a.ControllabilityReport).table)
+    assert table["method"].tolist() == ["v1", "v2", "v3", "v4", "directions"] and (table["seconds_per_image"] > 0).all()
+    assert report["scatter_directions"].startswith("![directions: intended (x) vs measured (y)](data:image/png")
+
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks["every_image_scored_once"] and checks["filtered_not_empty"]
     assert checks["no_unexpected_nan"] and checks["one_row_per_parsed_image"]
@@ -135,3 +143,20 @@ def test_ohlora_generate_gives_the_assets_first_image(run, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == [f"{i:06d}.jpg" for i in range(4)]
     for i in range(4):
         assert (out / f"{i:06d}.jpg").read_bytes() == settings.current(a.FinalSamples).image(i).read_bytes()
+
+
+def test_the_report_skips_methods_that_are_not_there(run, tmp_path):
+    """A storage where v2 was never fine-tuned: the report runs on the rest and says why v2 is missing."""
+    import shutil
+
+    settings, _, _ = run
+    root = tmp_path / "storage"
+    shutil.copytree(settings.storage_root, root, symlinks=True)
+    shutil.rmtree(root / "artifacts" / "smoke" / "stylegan_finetune_v2")
+    partial = OhloraSettings(**{**settings.model_dump(), "storage_root": str(root)})
+    report = [a for a in all_assets if a.key == dg.AssetKey("controllability_report")]
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(report, resources={"settings": partial}, instance=instance)
+    meta = _meta(result, "controllability_report")
+    assert meta["methods"] == "v1, v3, v4, directions"
+    assert meta["skipped"] == "v2: stylegan_finetune_v2 not materialized"

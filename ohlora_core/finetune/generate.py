@@ -62,20 +62,17 @@ def label_vector(version: str, values: Mapping[str, float], label_size: int, sou
     return np.array([float(values.get(p, 0.0)) for p in names], np.float32)
 
 
-def write_images(G, latents: np.ndarray, labels: np.ndarray, out_dir: str | Path, batch_size: int = 4,
-                 device: str | torch.device = "cpu") -> list[Path]:
-    """G(z_i, label_i) for every row, eval mode, the original's kwargs; `out_dir/000000.jpg`, ... (q95)."""
+def write_images(render, rows: int, out_dir: str | Path, batch_size: int = 4) -> list[Path]:
+    """`render(start, stop)` -> images [k, 3, H, W] in [-1, 1] for rows start..stop-1, in batches;
+    written as `out_dir/000000.jpg`, ... (q95, as the original's save_image)."""
     from ohlora_core.artifacts import image_name
     from ohlora_core.stylegan import postprocess
 
     out_dir = Path(out_dir)
-    G = G.to(device).eval()
     paths = []
     with torch.no_grad():
-        for start in range(0, len(latents), batch_size):
-            z = torch.from_numpy(np.ascontiguousarray(latents[start:start + batch_size])).to(device)
-            y = torch.from_numpy(np.ascontiguousarray(labels[start:start + batch_size])).to(device)
-            images = postprocess(G(z, y, **EVAL_KWARGS)["image"]).cpu().numpy()
+        for start in range(0, rows, batch_size):
+            images = postprocess(render(start, min(start + batch_size, rows))).cpu().numpy()
             for k, rgb in enumerate(images):
                 paths.append(out_dir / image_name(start + k))
                 atomic_write_bytes(paths[-1], encode_jpeg(rgb))
@@ -88,9 +85,27 @@ def generate(G, version: str, z0: np.ndarray, values: Mapping[str, float], out_d
     """The original's final inference for any conditional version: n images around z0 with one label row."""
     if n < 1:
         raise GenerationRequestError(f"n must be >= 1, got {n}")
-    label = label_vector(version, values, G.label_size, source)
-    return write_images(G, latents_around(z0, n, noise, seed), np.repeat(label[None], n, axis=0), out_dir,
-                        batch_size, device)
+    label = torch.from_numpy(label_vector(version, values, G.label_size, source)).to(device)
+    z = torch.from_numpy(latents_around(z0, n, noise, seed)).to(device)
+    G = G.to(device).eval()
+    return write_images(lambda a, b: G(z[a:b], label.expand(b - a, -1), **EVAL_KWARGS)["image"], n, out_dir, batch_size)
+
+
+def generate_with_directions(G, directions, z0: np.ndarray, values: Mapping[str, float], out_dir: str | Path, *,
+                             n: int = 20, noise: float = 0.3, seed: int = 0, batch_size: int = 4,
+                             device: str | torch.device = "cpu", conditional: bool = True) -> list[Path]:
+    """The same request answered by the pretrained generator: each z's w moved along the fitted
+    directions (`ohlora_core.directions`) so the requested properties take their values."""
+    from ohlora_core.stylegan import synthesize_w
+
+    unknown = [p for p in values if p not in directions.names]
+    if unknown:
+        raise GenerationRequestError(f"no direction for {', '.join(unknown)}; fitted: {', '.join(directions.names)}")
+    G = G.to(device).eval()
+    with torch.no_grad():
+        w = G.mapping(torch.from_numpy(latents_around(z0, n, noise, seed)).to(device))["w"].double().cpu().numpy()
+    moved = torch.from_numpy(directions.move(w, dict(values), conditional).astype(np.float32)).to(device)
+    return write_images(lambda a, b: synthesize_w(G, moved[a:b]), n, out_dir, batch_size)
 
 
 def default_z(seed: int) -> np.ndarray:

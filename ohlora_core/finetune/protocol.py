@@ -63,15 +63,16 @@ class ZResult:
         return self.passed_corr and self.passed_mae
 
 
-def score_z(measured: np.ndarray) -> ZResult:
-    """One z's result from the CNN's outputs for the 50 combinations: [50, 3] (eyes, mouth, pose)
-    or [50, 7] (the full score vector)."""
+def score_z(measured: np.ndarray, intended: np.ndarray | None = None) -> ZResult:
+    """One z's result from the CNN's outputs for the combinations: [n, 3] (eyes, mouth, pose) or
+    [n, 7] (the full score vector); `intended` [n, 3] defaults to the 50 of `label_combinations`."""
+    intended = label_combinations() if intended is None else np.asarray(intended, np.float64)
     measured = np.asarray(measured)
-    if measured.shape == (50, 7):
+    if measured.ndim == 2 and measured.shape[1] == 7:
         measured = measured[:, [INDEX[p] for p in PROPERTIES]]
-    if measured.shape != (50, 3):
-        raise ValueError(f"expected the CNN outputs for the 50 combinations, [50, 3] or [50, 7]; got {measured.shape}")
-    intended = label_combinations()
+    if measured.shape != intended.shape or intended.shape[1:] != (3,):
+        raise ValueError(f"expected the CNN outputs for the {len(intended)} combinations, [{len(intended)}, 3] or "
+                         f"[{len(intended)}, 7]; got {measured.shape}")
     corr, mse, mae = {}, {}, {}
     with np.errstate(invalid="ignore", divide="ignore"):
         for k, p in enumerate(PROPERTIES):

@@ -343,6 +343,11 @@ class StyleGANGenerator(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
+def synthesize_w(G: "StyleGANGenerator", w: Tensor) -> Tensor:
+    """Images from w [N, W] (every layer the same w, no truncation, stored noise): [N, C, R, R]."""
+    return G.synthesis(G.truncation(w), randomize_noise=False)["image"]
+
+
 def postprocess(images: Tensor) -> Tensor:
     """[N, C, H, W] float images in [-1, 1] -> [N, H, W, C] uint8 on the same device.
 

@@ -1,0 +1,118 @@
+"""One controllability report for every way of asking for properties (fine-tuned v1..v4, w directions).
+
+Each method generates the original v3 test for the same seeded z's: per z, 50 images over mouth x eyes x
+pose (`finetune.protocol`), scored by the property-score CNN in eval mode. Reported per method:
+
+* per property (eyes, mouth, pose): Pearson correlation and MAE between intended and measured over
+  all z's and combinations, and the share of z's that pass the original's thresholds;
+* leakage: for each requested property p and each other CNN output q, the mean over z's of
+  |corr(intended p, measured q)| — how much asking for p moves q (0 = not at all);
+* seconds per image (generation + scoring).
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ohlora_core.finetune import protocol
+from ohlora_core.scores.common import SCORE_NAMES
+from ohlora_core.seeding import derive_seed
+from ohlora_core.stylegan import synthesize_w
+
+# (z [N, 512] float32 tensor, intended (eyes, mouth, pose) [N, 3] float32 array) -> images [N, 3, H, W] in [-1, 1]
+Method = Callable[[torch.Tensor, np.ndarray], torch.Tensor]
+
+
+@dataclass
+class MethodReport:
+    name: str
+    intended: np.ndarray   # [Z, 50, 3] (eyes, mouth, pose)
+    measured: np.ndarray   # [Z, 50, 7] CNN outputs
+    per_z: list[protocol.ZResult]
+    seconds_per_image: float
+
+    def summary(self) -> dict:
+        out = {"method": self.name, "z": len(self.per_z), "pass_share": float(np.mean([r.passed for r in self.per_z]))}
+        for k, p in enumerate(protocol.PROPERTIES):
+            want = self.intended[:, :, k].ravel()
+            got = self.measured[:, :, protocol.INDEX[p]].ravel()
+            out[f"{p}_corr"] = pearson(want, got)
+            out[f"{p}_mae"] = float(np.mean(np.abs(want - got)))
+        out["seconds_per_image"] = self.seconds_per_image
+        return out
+
+    def leakage(self) -> dict[str, dict[str, float]]:
+        """{requested p: {other output q: mean_z |corr(intended p, measured q)|}}."""
+        out = {}
+        for k, p in enumerate(protocol.PROPERTIES):
+            out[p] = {q: float(np.nanmean([abs(pearson(self.intended[z, :, k], self.measured[z, :, j]))
+                                           for z in range(len(self.per_z))]))
+                      for j, q in enumerate(SCORE_NAMES) if q != p}
+        return out
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def report_latents(n_z: int, seed: int) -> torch.Tensor:
+    """The z's every method is tested on (seeded N(0, I)): [n_z, 512]."""
+    gen = torch.Generator().manual_seed(derive_seed(seed, "controllability-z"))
+    return torch.randn(n_z, 512, generator=gen)
+
+
+def evaluate(name: str, method: Method, property_cnn, zs: torch.Tensor, device, batch_size: int = 50,
+             stride: int = 1) -> MethodReport:
+    """Run the test of every z through `method` and the CNN (eval mode). `stride` > 1 takes every
+    stride-th combination only (smoke runs; the pass rule then speaks of that subset)."""
+    combos = protocol.label_combinations().astype(np.float32)[::stride]
+    property_cnn = property_cnn.to(device).eval()
+    measured, per_z = [], []
+    start = time.perf_counter()
+    with torch.no_grad():
+        for z in zs:
+            outs = []
+            for i in range(0, len(combos), batch_size):
+                rows = combos[i:i + batch_size]
+                images = method(z.expand(len(rows), -1).to(device), rows)
+                outs.append(property_cnn(images).float().cpu().numpy())
+            m = np.concatenate(outs)
+            measured.append(m)
+            per_z.append(protocol.score_z(m, combos))
+    seconds = (time.perf_counter() - start) / (len(zs) * len(combos))
+    return MethodReport(name, np.repeat(combos[None], len(zs), axis=0), np.stack(measured), per_z, seconds)
+
+
+def finetuned_method(G, label_names: tuple[str, ...]) -> Method:
+    """A label-conditioned generator: the combination as its label row (other labels 0)."""
+    G = G.eval()
+    index = {p: label_names.index(p) for p in protocol.PROPERTIES}
+
+    def run(z: torch.Tensor, intended: np.ndarray) -> torch.Tensor:
+        labels = np.zeros((len(intended), len(label_names)), np.float32)
+        for k, p in enumerate(protocol.PROPERTIES):
+            labels[:, index[p]] = intended[:, k]
+        return G(z, torch.from_numpy(labels).to(z.device), trunc_psi=1.0, trunc_layers=0,
+                 randomize_noise=False)["image"]
+
+    return run
+
+
+def directions_method(G, directions, conditional: bool = True) -> Method:
+    """The pretrained generator with w moved along the fitted directions to the intended values."""
+    G = G.eval()
+
+    def run(z: torch.Tensor, intended: np.ndarray) -> torch.Tensor:
+        w = G.mapping(z)["w"].double().cpu().numpy()
+        moved = np.concatenate([directions.move(w[i:i + 1], dict(zip(protocol.PROPERTIES, intended[i])), conditional)
+                                for i in range(len(w))])
+        return synthesize_w(G, torch.from_numpy(moved.astype(np.float32)).to(z.device))
+
+    return run
