@@ -3,6 +3,7 @@
     ohlora generate --version v3 --z-csv test_z_vector_0005.csv --eyes 1.8 --mouth 1.6 --pose -1.2 \\
         -n 20 --seed 0 --out DIR [--checkpoint FILE]
     ohlora generate --method directions --eyes 1.8 --mouth 1.6 --pose -1.2 --out DIR
+    ohlora label [--port 8765]          # the hand-labelling page over raw_images
 
 Without `--checkpoint` the generator of the materialized `stylegan_finetune_<version>` asset is used
 (`<storage>/artifacts/<mode>/stylegan_finetune_<version>/current/`; storage from `--storage`,
@@ -12,6 +13,7 @@ generator's w along the `latent_directions` asset's directions instead (no fine-
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -87,6 +89,28 @@ def generate_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def label_command(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ohlora_core.artifacts import GenderQualityScores, RawImages
+    from ohlora_core.labelling import LabelStore, build_app
+
+    storage = Path(args.storage or os.environ.get("OHLORA_STORAGE", REPO_STORAGE))
+    images = _current(RawImages, storage, args.mode, "a storage with raw_images (--storage)")
+    try:
+        scores = _current(GenderQualityScores, storage, args.mode, "")
+    except SystemExit:
+        scores = None
+    csv = Path(args.csv) if args.csv else storage / "labels" / "synthesize_results_quality_and_gender.csv"
+    n_images = len(json.loads(images.manifest.read_text()))
+    store = LabelStore(csv, n_images)
+    app = build_app(images, store, expected=min(args.expected, n_images), scores=scores)
+    print(f"labelling {n_images} images from {images.dir}; labels in {csv}")
+    print(f"open http://{args.host}:{args.port}/  (Ctrl+C to stop)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ohlora", description="Oh-LoRA pipeline outputs from the command line.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -115,6 +139,17 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--mode", default="auto", choices=("auto", "full", "smoke"),
                      help="which artifacts to take the generator from (auto: full if present, else smoke)")
     gen.set_defaults(func=generate_command)
+
+    lab = sub.add_parser("label", help="a local page for hand-labelling the generated images (gender, quality)",
+                         description="Serves the raw_images asset's faces on a keyboard-driven page and writes "
+                                     "every label at once to the CSV the hand_labels asset reads.")
+    lab.add_argument("--port", type=int, default=8765)
+    lab.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    lab.add_argument("--expected", type=int, default=2000, help="labels wanted (the progress counter; default 2,000)")
+    lab.add_argument("--csv", help="label file (default: <storage>/labels/synthesize_results_quality_and_gender.csv)")
+    lab.add_argument("--storage", help="storage root (default: $OHLORA_STORAGE or the repository's storage/)")
+    lab.add_argument("--mode", default="auto", choices=("auto", "full", "smoke"))
+    lab.set_defaults(func=label_command)
     return parser
 
 
