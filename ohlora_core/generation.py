@@ -29,6 +29,7 @@ import numpy as np
 
 from ohlora_core.artifacts import image_name
 from ohlora_core.io import atomic_write_bytes, atomic_write_text, clean_partial_files, sha256_file
+from ohlora_core.progress import Progress
 
 LATENT_DIM = 512
 JPEG_QUALITY = 95  # OpenCV's default, what the original's cv2.imwrite used
@@ -106,6 +107,7 @@ def generate_images(
     io_workers: int | None = None,
     tf32: bool = True,
     on_batch: Callable[[dict[int, str]], None] | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> GenerationResult:
     """Generate images `indices` from rows of `latents` ([N, 512], row i = z of image i).
 
@@ -132,6 +134,7 @@ def generate_images(
     result = GenerationResult()
     start = time.perf_counter()
     generator = generator.to(device).eval()
+    progress = Progress(len(indices), log, "raw_images", unit="images")
 
     def write(i: int, rgb: np.ndarray) -> str:
         data = encode_jpeg(rgb)
@@ -157,13 +160,15 @@ def generate_images(
             pending.append({i: pool.submit(write, i, rgb[i - lo]) for i in want})
             result.written += want
             drain(pending, wait=False)
+            progress.tick(len(want))
         drain(pending, wait=True)
     result.seconds = time.perf_counter() - start
     return result
 
 
 def generate_missing(generator, latents: np.ndarray, count: int, files, batch_size: int = 16, device: str = "cpu",
-                     tf32: bool = True, io_workers: int | None = None) -> GenerationResult:
+                     tf32: bool = True, io_workers: int | None = None,
+                     log: Callable[[str], None] | None = None) -> GenerationResult:
     """Bring `files` (an `artifacts.RawImages` folder of one recipe) to images 0..count-1.
 
     An image is reused only if the folder's ledger records it with the same input (the z rows of
@@ -182,8 +187,11 @@ def generate_missing(generator, latents: np.ndarray, count: int, files, batch_si
     def record(shas: dict[int, str]) -> None:
         ledger.record({"item": i, "input": inputs[i], "files": {files.image_key(i): sha}} for i, sha in shas.items())
 
+    if log:
+        log(f"raw_images: {len(todo)} of {count} images to generate ({len(done)} intact already), batch {batch_size}, "
+            f"on {device}")
     result = generate_images(generator, latents, todo, files.images_dir, batch_size=batch_size, device=device,
-                             io_workers=io_workers, tf32=tf32, on_batch=record)
+                             io_workers=io_workers, tf32=tf32, on_batch=record, log=log)
     result.skipped = sorted(done)
     records = ledger.done(inputs)
     missing = [i for i in range(count) if i not in records]

@@ -25,6 +25,8 @@ FULL_N_LABELLED = 2_000
 SMOKE_N_IMAGES = 40
 SMOKE_N_LABELLED = 30
 SMOKE_MAX_EPOCHS = 2
+SMOKE_BANNER = ("smoke mode: deterministic random weights and stand-in labels — the images are noise and every "
+                "figure is meaningless; the code paths are the real ones (README 'Full mode' for real checkpoints)")
 
 
 class SettingsError(ValueError):
@@ -97,8 +99,11 @@ class OhloraSettings(dg.ConfigurableResource):
     )
 
     def setup_for_execution(self, context) -> None:  # noqa: ANN001
-        """Runs before any step of a run: a bad setting stops the run before a file is touched."""
+        """Runs before any step of a run: a bad setting stops the run before a file is touched; the
+        run's log says once which mode it runs in."""
         self.validate()
+        if context.log is not None:
+            context.log.info(SMOKE_BANNER if self.is_smoke else f"full mode: real checkpoints under {self.root / 'models'}")
 
     def validate(self) -> None:
         """Check what pydantic cannot: the device exists here, counts agree. Raises SettingsError."""

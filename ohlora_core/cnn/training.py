@@ -237,8 +237,9 @@ def train_property_models(prop: str, images_uint8: torch.Tensor | np.ndarray, la
                              "val_loss_list": str([round(v, 4) for v in val_losses]), "attempt": attempt})
             atomic_write_csv(log_path, pd.DataFrame(log_rows), index=True)
             if log:
+                bound = f"threshold {threshold}" if np.isfinite(threshold) else "no threshold enforced"
                 log(f"{prop} fold {fold} attempt {attempt}: best val loss {result.best_loss:.4f} "
-                    f"(threshold {threshold}) -> {'ok' if success else 'retry'}")
+                    f"({bound}) -> {'ok' if success else 'retry'}")
             if success:
                 break
         else:

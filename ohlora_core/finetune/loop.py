@@ -35,6 +35,7 @@ from torch import Tensor
 from ohlora_core.cnn.data import as_image_bank, to_signed_float
 from ohlora_core.seeding import derive_seed
 from ohlora_core.io import atomic_torch_save, load_checkpoint
+from ohlora_core.progress import Progress
 
 from .loss import GanLoss
 from .variants import GanVariant
@@ -201,7 +202,7 @@ def fit(task: Task, *, epochs: int, seed: int, snapshot: str | Path | None = Non
         batches = task.batches(epoch)
         return batches if max_steps is None else batches[:max_steps]
 
-    progress = _Progress(epochs * len(plan(start_epoch)), log, task.name, done=len(rows))
+    progress = Progress(epochs * len(plan(start_epoch)), log, task.name, unit="steps", done=len(rows))
     epoch = start_epoch
     while epoch < epochs and not stopped:
         batches = plan(epoch)
@@ -209,7 +210,8 @@ def fit(task: Task, *, epochs: int, seed: int, snapshot: str | Path | None = Non
             t0 = time.perf_counter()
             values = task.step(batches[idx], step_generator(seed, epoch, idx), epoch, idx)
             rows.append({"epoch": epoch, "idx": idx, **values, "step_seconds": time.perf_counter() - t0})
-            progress.tick(rows[-1])
+            progress.tick(1, f"epoch {epoch} step {idx}: " + ", ".join(
+                f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items()))
             if snapshot_every and (idx + 1) % snapshot_every == 0 and idx + 1 < len(batches):
                 save(epoch, idx + 1)
         stopped = task.end_epoch(epoch, [r for r in rows if r["epoch"] == epoch])
@@ -257,29 +259,3 @@ class GanTask:
 
     def load_state_dict(self, state: dict) -> None:
         self.trainer.load_state_dict(state)
-
-
-class _Progress:
-    """Log count, rate and ETA at most every 10 % of the work or 30 s, whichever comes first."""
-
-    def __init__(self, total: int, log: Callable[[str], None] | None, name: str, done: int = 0):
-        self.total, self.log, self.name = max(total, 1), log, name
-        self.done, self.start_done = done, done
-        self.start = self.last = time.perf_counter()
-        self.next_share = 0.1 * (int(10 * done / self.total) + 1)
-
-    def tick(self, row: dict) -> None:
-        self.done += 1
-        now = time.perf_counter()
-        share = self.done / self.total
-        if not self.log or (share < self.next_share and now - self.last < 30 and self.done < self.total):
-            return
-        rate = (self.done - self.start_done) / max(now - self.start, 1e-9)
-        values = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()
-                           if k not in ("epoch", "idx", "step_seconds"))
-        self.log(f"{self.name}: step {self.done}/{self.total} ({100 * share:.0f} %), {rate:.2f} steps/s, "
-                 f"ETA {max(self.total - self.done, 0) / max(rate, 1e-9):.0f} s; epoch {row['epoch']} step {row['idx']}: "
-                 f"{values}")
-        self.last = now
-        while self.next_share <= share:
-            self.next_share += 0.1

@@ -32,6 +32,7 @@ from PIL import Image
 
 from ohlora_core.artifacts import SegmentationMaps
 from ohlora_core.io import atomic_write_bytes, clean_partial_files, sha256_file
+from ohlora_core.progress import Progress
 from ohlora_core.store import Ledger
 from ohlora_core.segmentation.face_crop import crop_faces, face_uint8
 
@@ -120,6 +121,7 @@ def segment_images(
     visualizations: bool = False,
     batched_detection: bool = True,
     fallback_box: Sequence[float] | None = None,
+    log=None,
 ) -> SegmentationSummary:
     """Detect, crop and parse every image into `files`' folder; record each in the folder's ledger.
 
@@ -149,10 +151,13 @@ def segment_images(
     for no in sorted(numbers):
         batches.setdefault(no // batch_size, []).append(no)
 
-    for members in batches.values():
+    work = [members for members in batches.values() if any(no not in done for no in members)]
+    progress = Progress(sum(len(m) for m in work), log, "segmentation_maps", unit="images")
+    if log:
+        log(f"segmentation_maps: {sum(1 for n in numbers if n not in done)} of {len(numbers)} images to parse "
+            f"({len(done)} intact already) in {len(work)} batch(es) of up to {batch_size}, on {device}")
+    for members in work:
         todo = [no for no in members if no not in done]
-        if not todo:
-            continue
         # the whole batch runs (same contents as a from-scratch run), only what is missing is written
         crops = dict(zip(members, crop_faces(mtcnn, [_load_rgb(paths[no]) for no in members],
                                              batched=batched_detection, fallback_box=fallback_box)))
@@ -181,6 +186,7 @@ def segment_images(
                 summary.written.append(no)
             records.append(record)
         ledger.record(records)
+        progress.tick(len(members))
 
     final = ledger.done(inputs)
     summary.skipped = sorted(no for no, rec in done.items() if rec["files"])

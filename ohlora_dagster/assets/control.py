@@ -6,6 +6,7 @@ from pydantic import Field
 from ohlora_dagster.assets.generation import latent_codes, load_stylegan
 from ohlora_dagster.previews import markdown_image, markdown_table
 from ohlora_dagster.resources import OhloraSettings
+from ohlora_dagster.retry import retry_transient
 
 CONTROL_VERSION = "1"
 SMOKE_NOTE = "smoke mode: random weights and stand-in scores — the figures are meaningless, the code paths are real"
@@ -121,6 +122,7 @@ def build_control_assets(v2_version: str | None = None) -> list[dg.AssetsDefinit
                     "method present — fine-tuned v1..v4 and w directions — side by side: correlation, MAE, pass share, "
                     "leakage, time per image.",
     )
+    @retry_transient
     def controllability_report(context: dg.AssetExecutionContext, config: ReportConfig,
                                settings: OhloraSettings) -> dg.MaterializeResult:
         import pandas as pd

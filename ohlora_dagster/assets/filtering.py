@@ -5,6 +5,7 @@ from pydantic import Field
 from ohlora_dagster.assets.generation import raw_images
 from ohlora_dagster.previews import markdown_table
 from ohlora_dagster.resources import OhloraSettings
+from ohlora_dagster.retry import retry_transient
 
 CNN_VERSION = "1"
 
@@ -94,6 +95,7 @@ def hand_labels_valid(settings: OhloraSettings) -> dg.AssetCheckResult:
     pool="gpu",
     description="5 gender + 5 quality CNNs (K-fold, best epoch) with the original's training logs.",
 )
+@retry_transient
 def gender_quality_models(
     context: dg.AssetExecutionContext, config: CnnTrainingConfig, settings: OhloraSettings
 ) -> dg.MaterializeResult:
@@ -148,6 +150,7 @@ def gender_quality_models(
     check_specs=[dg.AssetCheckSpec("every_image_scored_once", asset="gender_quality_scores")],
     description="Gender and quality for every image: hand label where labelled, 5-model mean elsewhere.",
 )
+@retry_transient
 def gender_quality_scores(context: dg.AssetExecutionContext, settings: OhloraSettings) -> dg.MaterializeResult:
     import numpy as np
 

@@ -14,6 +14,7 @@ from ohlora_core.scores import v2 as scores_v2
 from ohlora_dagster.assets.generation import raw_images
 from ohlora_dagster.previews import markdown_image, markdown_table
 from ohlora_dagster.resources import OhloraSettings
+from ohlora_dagster.retry import retry_transient
 
 FINETUNE_VERSION = "1"
 # smoke mode: a couple of steps at a small batch on the CPU (the full-size G/D take ~10 s per image there)
@@ -412,6 +413,7 @@ def build_finetune_assets(v1_version: str | None = None, v2_version: str | None 
         @dg.asset(name=f"stylegan_finetune_{version}", group_name="finetune", deps=deps[version],
                   code_version=versions[version], kinds={"pytorch"}, pool="gpu",
                   description=f"StyleGAN-FineTune-{version}: {what[version]}.")
+        @retry_transient
         def _asset(context: dg.AssetExecutionContext, config: config_cls, settings: OhloraSettings) -> dg.MaterializeResult:
             return body(context, config, settings)
 
@@ -421,6 +423,7 @@ def build_finetune_assets(v1_version: str | None = None, v2_version: str | None 
               code_version=versions["v3"], kinds={"pytorch"}, pool="gpu",
               description="The original's final images: 20 images around v3's passing z (0.3 noise), eyes 1.8, "
                           "mouth 1.6, pose -1.2 (other versions and values: `ohlora generate`).")
+    @retry_transient
     def finetuned_samples(context: dg.AssetExecutionContext, config: FinalSamplesConfig,
                           settings: OhloraSettings) -> dg.MaterializeResult:
         return final_samples(context, config, settings)

@@ -5,6 +5,7 @@ import dagster as dg
 from ohlora_core.pictures import image_grid
 from ohlora_dagster.previews import markdown_image, save_picture
 from ohlora_dagster.resources import OhloraSettings
+from ohlora_dagster.retry import retry_transient
 
 GENERATION_VERSION = "1"  # bump when generation code changes its output bytes
 RESOLUTION = 256
@@ -66,24 +67,32 @@ def latent_codes(context: dg.AssetExecutionContext, settings: OhloraSettings) ->
     pool="gpu",
     description="256x256 StyleGAN images, one JPEG per index (000123.jpg), generated from latent_codes.",
 )
+@retry_transient
 def raw_images(context: dg.AssetExecutionContext, settings: OhloraSettings) -> dg.MaterializeResult:
     import numpy as np
     from PIL import Image
 
     from ohlora_core.artifacts import LatentCodes, RawImages
+    from ohlora_core.device import halving_batches
     from ohlora_core.generation import batch_input_digests, generate_missing, manifest_digest
 
     generator, weights = load_stylegan(settings)  # refuses a wrong checkpoint before anything is written
     z = np.load(settings.current(LatentCodes).latents, mmap_mode="r")
     n, device = len(z), settings.resolved_device
-    # What fixes each image's bytes ("item"); the latents and count only pick which images. Another
-    # recipe gets its own folder, reusing intact images of the current one; `current` switches at the end.
-    item = {"weights": weights, "batch_size": settings.batch_size, "device": device,
-            "tf32": settings.tf32 and device.startswith("cuda"), "version": GENERATION_VERSION}
-    stage, files = settings.stage(RawImages, {"item": item, "latents": settings.data_version(LatentCodes),
-                                              "count": n})
-    reused = stage.reuse_items(batch_input_digests(z, range(n), settings.batch_size))
-    result = generate_missing(generator, z, n, files, batch_size=settings.batch_size, device=device, tf32=settings.tf32)
+
+    def attempt(batch_size: int):
+        # What fixes each image's bytes ("item"); the latents and count only pick which images. Another
+        # recipe (another batch size too) gets its own folder, reusing intact images of the current one.
+        item = {"weights": weights, "batch_size": batch_size, "device": device,
+                "tf32": settings.tf32 and device.startswith("cuda"), "version": GENERATION_VERSION}
+        stage, files = settings.stage(RawImages, {"item": item, "latents": settings.data_version(LatentCodes),
+                                                  "count": n})
+        reused = stage.reuse_items(batch_input_digests(z, range(n), batch_size))
+        result = generate_missing(generator, z, n, files, batch_size=batch_size, device=device, tf32=settings.tf32,
+                                  log=context.log.info)
+        return stage, files, result, reused
+
+    (stage, files, result, reused), batch_size, failed = halving_batches(attempt, settings.batch_size, context.log.info)
     context.log.info(f"generated {len(result.written)} images, {len(result.skipped)} intact already "
                      f"({reused} taken over from the previous recipe)")
     preview = [np.asarray(Image.open(files.image(i))) for i in range(min(n, 32))]
@@ -101,6 +110,8 @@ def raw_images(context: dg.AssetExecutionContext, settings: OhloraSettings) -> d
             "images_per_second": round(result.images_per_second, 2) if result.written else 0.0,
             "preview": markdown_image(image_grid(preview, cols=8, thumb=64), "first images"),
             "preview_file": dg.MetadataValue.path(str(current.preview)),
+            "batch_size": batch_size,
+            "out_of_memory_at": ", ".join(map(str, failed)) or "none",
             "weights_source": weights,
             **settings.mode_metadata(),
         },

@@ -16,6 +16,7 @@ from ohlora_dagster.assets.segmentation import segmentation_maps
 from ohlora_core.pictures import histograms
 from ohlora_dagster.previews import markdown_image, markdown_table
 from ohlora_dagster.resources import OhloraSettings
+from ohlora_dagster.retry import retry_transient
 
 PROPERTY_CNN_VERSION = "1"
 
@@ -43,12 +44,12 @@ def build_score_asset(version: str, algorithm_version: str) -> dg.AssetsDefiniti
         f"({'resized full image' if version == 'v1' else 'face crop'}).",
     )
     def _asset(context: dg.AssetExecutionContext, settings: OhloraSettings) -> dg.MaterializeResult:
-        return compute_score_asset(version, settings, algorithm_version)
+        return compute_score_asset(version, settings, algorithm_version, context.log.info)
 
     return _asset
 
 
-def compute_score_asset(version: str, settings: OhloraSettings, algorithm_version: str) -> dg.MaterializeResult:
+def compute_score_asset(version: str, settings: OhloraSettings, algorithm_version: str, log=print) -> dg.MaterializeResult:
     import json
 
     import pandas as pd
@@ -78,6 +79,8 @@ def compute_score_asset(version: str, settings: OhloraSettings, algorithm_versio
     digest = stage.promote([files.table.name, files.raw.name])
     stats, constant, standardised = tables.standardisation()
     unexpected, flagged = tables.unexpected_nan(), len(tables.result.flagged_rows())
+    log(f"property scores {version} (algorithm {algorithm_version}): {len(tables.raw)} parsed images scored, "
+        f"{flagged} with a NaN score where the original had none / crashed ({tables.result.flag_counts()})")
     return dg.MaterializeResult(
         data_version=dg.DataVersion(digest),
         metadata={
@@ -141,6 +144,7 @@ def build_score_assets(v1_version: str | None = None, v2_version: str | None = N
         pool="gpu",
         description="CNN predicting the 7 normalised v2 scores from image regions (the original's v2 CNN).",
     )
+    @retry_transient
     def property_score_cnn(context: dg.AssetExecutionContext, config: PropertyCnnConfig, settings: OhloraSettings) -> dg.MaterializeResult:
         from ohlora_core.artifacts import PropertyScoreCnn, PropertyScoresV2, RawImages
         from ohlora_core.cnn.property_cnn import SCORE_COLUMNS, train_property_score_cnn
@@ -182,6 +186,7 @@ def build_score_assets(v1_version: str | None = None, v2_version: str | None = N
         pool="gpu",
         description="The property-score CNN's predictions for every scored image (all_scores_v2_cnn.csv).",
     )
+    @retry_transient
     def property_scores_v2_cnn(context: dg.AssetExecutionContext, settings: OhloraSettings) -> dg.MaterializeResult:
         from ohlora_core.artifacts import PropertyScoreCnn, PropertyScoresV2, PropertyScoresV2Cnn, RawImages
         from ohlora_core.cnn.models import PropertyScoreCNN

@@ -6,6 +6,7 @@ from ohlora_dagster.assets.filtering import filtered_images
 from ohlora_core.pictures import image_grid
 from ohlora_dagster.previews import markdown_image, save_picture
 from ohlora_dagster.resources import OhloraSettings
+from ohlora_dagster.retry import retry_transient
 
 SEGMENTATION_VERSION = "2"
 # Smoke mode's random-weight StyleGAN draws no faces; parse the centre, where StyleGAN puts the face.
@@ -39,6 +40,7 @@ def load_parser(settings: OhloraSettings):
     pool="gpu",
     description="Per filtered image: 224x224 FaceXFormer label map (classes 0..10) and the 224x224 face crop.",
 )
+@retry_transient
 def segmentation_maps(context: dg.AssetExecutionContext, config: SegmentationConfig,
                       settings: OhloraSettings) -> dg.MaterializeResult:
     import json
@@ -48,6 +50,7 @@ def segmentation_maps(context: dg.AssetExecutionContext, config: SegmentationCon
     from PIL import Image
 
     from ohlora_core.artifacts import FilteredImages, RawImages, SegmentationMaps
+    from ohlora_core.device import halving_batches
     from ohlora_core.generation import verified_images
     from ohlora_core.io import atomic_write_csv
     from ohlora_core.segmentation.face_crop import make_mtcnn
@@ -60,20 +63,26 @@ def segmentation_maps(context: dg.AssetExecutionContext, config: SegmentationCon
     manifest = json.loads(raw.manifest.read_text())
     digests = [manifest[raw.image_key(n)] for n in numbers]  # what raw_images wrote; checked below
     model, weights = load_parser(settings)
-    device, batch_size = settings.resolved_device, config.batch_size or settings.batch_size
-    # What fixes each image's files ("item"); the inputs pick which images and with which bytes.
-    item = {"weights": weights, "device": device, "batch_size": batch_size, "version": SEGMENTATION_VERSION,
-            "batched_detection": config.batched_detection, "visualizations": config.visualizations,
-            "fallback_box": SMOKE_FACE_BOX if settings.is_smoke else None}
-    stage, files = settings.stage(SegmentationMaps, {"item": item, "images": settings.data_version(RawImages),
-                                                     "filtered": settings.data_version(FilteredImages)})
-    reused = stage.reuse_items(batch_inputs(numbers, digests, batch_size))
+    device = settings.resolved_device
     paths = verified_images(raw, numbers)  # every input still has the bytes raw_images recorded
-    summary = segment_images(
-        paths, numbers, files, model, make_mtcnn(device), device, batch_size=batch_size, image_digests=digests,
-        visualizations=config.visualizations, batched_detection=config.batched_detection,
-        fallback_box=SMOKE_FACE_BOX if settings.is_smoke else None,
-    )
+
+    def attempt(batch_size: int):
+        # What fixes each image's files ("item"); the inputs pick which images and with which bytes.
+        item = {"weights": weights, "device": device, "batch_size": batch_size, "version": SEGMENTATION_VERSION,
+                "batched_detection": config.batched_detection, "visualizations": config.visualizations,
+                "fallback_box": SMOKE_FACE_BOX if settings.is_smoke else None}
+        stage, files = settings.stage(SegmentationMaps, {"item": item, "images": settings.data_version(RawImages),
+                                                         "filtered": settings.data_version(FilteredImages)})
+        reused = stage.reuse_items(batch_inputs(numbers, digests, batch_size))
+        summary = segment_images(
+            paths, numbers, files, model, make_mtcnn(device), device, batch_size=batch_size, image_digests=digests,
+            visualizations=config.visualizations, batched_detection=config.batched_detection,
+            fallback_box=SMOKE_FACE_BOX if settings.is_smoke else None, log=context.log.info,
+        )
+        return stage, files, summary, reused
+
+    (stage, files, summary, reused), batch_size, failed = halving_batches(
+        attempt, config.batch_size or settings.batch_size, context.log.info)
     parsed, no_face = summary.parsed, summary.no_face
     context.log.info(f"parsed {len(summary.written)} images now, {len(summary.skipped)} intact already "
                      f"({reused} taken over from the previous recipe); {len(no_face)} without a face")
@@ -102,6 +111,8 @@ def segmentation_maps(context: dg.AssetExecutionContext, config: SegmentationCon
             "preview": markdown_image(image_grid(previews, cols=4, thumb=112), "parsing overlays"),
             "preview_file": dg.MetadataValue.path(str(current.preview)),
             "path": dg.MetadataValue.path(str(current.results_dir)),
+            "batch_size": batch_size,
+            "out_of_memory_at": ", ".join(map(str, failed)) or "none",
             "weights_source": weights,
             **settings.mode_metadata(),
         },

@@ -1,0 +1,38 @@
+"""Running batched work on a GPU that may run out of memory."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
+
+
+def halving_batches(run: Callable[[int], T], batch_size: int,
+                    log: Callable[[str], None] | None = None) -> tuple[T, int, list[int]]:
+    """`run(batch_size)`; when it runs out of GPU memory, free the cache and run it again at half the
+    batch (down to 1). Returns (result, the batch size that worked, the sizes that failed).
+
+    `run` must make its result from scratch for the batch size it is given (e.g. in that batch size's
+    own recipe folder), so the result equals a run started at the smaller batch."""
+    import torch
+
+    failed: list[int] = []
+    while True:
+        try:
+            return run(batch_size), batch_size, failed
+        except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled, the rest re-raised
+            if not is_out_of_memory(exc) or batch_size <= 1:
+                raise
+            failed.append(batch_size)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            batch_size //= 2
+            if log:
+                log(f"out of GPU memory at batch {failed[-1]}: retrying at batch {batch_size}")

@@ -1,0 +1,89 @@
+"""Running it for months: progress lines, GPU out-of-memory handling, transient-failure retries."""
+import errno
+
+import dagster as dg
+import pytest
+import torch
+
+from ohlora_core.device import halving_batches, is_out_of_memory
+from ohlora_core.progress import Progress
+from ohlora_dagster.assets.generation import latent_codes, raw_images
+from ohlora_dagster.resources import OhloraSettings
+from ohlora_dagster.retry import is_transient, retry_transient
+
+
+def test_progress_lines_are_present_and_bounded():
+    lines = []
+    p = Progress(1000, lines.append, "stage", unit="images")
+    for _ in range(1000):
+        p.tick()
+    assert 10 <= len(lines) <= 11 and lines[-1].startswith("stage: 1000/1000 images (100 %)")
+    assert "images/s, ETA" in lines[0]
+    silent = Progress(5, None, "quiet")
+    silent.tick(5)  # no logger: nothing to do, no error
+
+
+def _oom_above(limit: int, calls: list):
+    def run(batch: int) -> str:
+        calls.append(batch)
+        if batch > limit:
+            raise torch.cuda.OutOfMemoryError(f"CUDA out of memory. Tried to allocate 2.00 GiB (batch {batch})")
+        return f"done at {batch}"
+    return run
+
+
+def test_out_of_memory_halves_the_batch_until_it_fits():
+    calls, log = [], []
+    result, batch, failed = halving_batches(_oom_above(3, calls), 16, log.append)
+    assert (result, batch, failed, calls) == ("done at 2", 2, [16, 8, 4], [16, 8, 4, 2])
+    assert log == ["out of GPU memory at batch 16: retrying at batch 8", "out of GPU memory at batch 8: retrying at batch 4",
+                   "out of GPU memory at batch 4: retrying at batch 2"]
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        halving_batches(_oom_above(0, []), 4)  # even batch 1 does not fit: the error stands
+    with pytest.raises(ValueError, match="not memory"):
+        halving_batches(lambda b: (_ for _ in ()).throw(ValueError("not memory")), 8)
+    assert is_out_of_memory(RuntimeError("CUDA error: out of memory")) and not is_out_of_memory(RuntimeError("shape"))
+
+
+def test_an_out_of_memory_generation_equals_a_run_at_the_smaller_batch(tmp_path, monkeypatch):
+    import ohlora_core.generation as generation
+
+    real = generation.generate_images
+
+    def tight_gpu(generator, latents, indices, out_dir, batch_size=16, **kw):
+        if batch_size > 2:
+            raise torch.cuda.OutOfMemoryError(f"CUDA out of memory (batch {batch_size})")
+        return real(generator, latents, indices, out_dir, batch_size=batch_size, **kw)
+
+    base = {"mode": "smoke", "device": "cpu", "n_images": 3}
+    with dg.instance_for_test() as instance:
+        monkeypatch.setattr(generation, "generate_images", tight_gpu)
+        big = OhloraSettings(**base, storage_root=str(tmp_path / "a"), batch_size=8)
+        result = dg.materialize([latent_codes, raw_images], resources={"settings": big}, instance=instance)
+        meta = {k: v.value for k, v in result.asset_materializations_for_node("raw_images")[0].metadata.items()}
+        assert meta["batch_size"] == 2 and meta["out_of_memory_at"] == "8, 4"
+        monkeypatch.undo()
+        small = OhloraSettings(**base, storage_root=str(tmp_path / "b"), batch_size=2)
+        dg.materialize([latent_codes, raw_images], resources={"settings": small}, instance=instance)
+    images = lambda root: {p.name: p.read_bytes() for p in  # noqa: E731
+                           (root / "artifacts" / "smoke" / "raw_images" / "current" / "images").iterdir()}
+    assert images(tmp_path / "a") == images(tmp_path / "b") and len(images(tmp_path / "a")) == 3
+
+
+def test_only_transient_failures_are_retried():
+    assert is_transient(OSError(errno.EIO, "Input/output error"))
+    assert is_transient(RuntimeError("CUDA error: unspecified launch failure"))
+    assert not is_transient(ValueError("bad setting")) and not is_transient(OSError(errno.ENOENT, "missing"))
+
+    @retry_transient
+    def flaky():
+        raise OSError(errno.ESTALE, "Stale file handle")
+
+    @retry_transient
+    def broken():
+        raise FileNotFoundError("no such checkpoint")
+
+    with pytest.raises(dg.RetryRequested):
+        flaky()
+    with pytest.raises(FileNotFoundError):
+        broken()
