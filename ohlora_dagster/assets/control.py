@@ -7,6 +7,7 @@ from ohlora_dagster.assets.generation import latent_codes, load_stylegan
 from ohlora_dagster.previews import markdown_image, markdown_table
 from ohlora_dagster.resources import OhloraSettings
 from ohlora_dagster.retry import retry_transient
+from ohlora_dagster.tags import GPU_TAGS
 
 CONTROL_VERSION = "1"
 SMOKE_NOTE = "smoke mode: random weights and stand-in scores — the figures are meaningless, the code paths are real"
@@ -118,6 +119,7 @@ def build_control_assets(v2_version: str | None = None) -> list[dg.AssetsDefinit
         code_version=version,
         kinds={"pytorch"},
         pool="gpu",
+        op_tags=GPU_TAGS,
         description="The original v3 test (30 z x 50 eyes/mouth/pose combinations, property CNN in eval mode) for every "
                     "method present — fine-tuned v1..v4 and w directions — side by side: correlation, MAE, pass share, "
                     "leakage, time per image.",

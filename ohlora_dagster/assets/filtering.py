@@ -6,6 +6,7 @@ from ohlora_dagster.assets.generation import raw_images
 from ohlora_dagster.previews import markdown_table
 from ohlora_dagster.resources import OhloraSettings
 from ohlora_dagster.retry import retry_transient
+from ohlora_dagster.tags import GPU_TAGS
 
 CNN_VERSION = "1"
 
@@ -93,6 +94,7 @@ def hand_labels_valid(settings: OhloraSettings) -> dg.AssetCheckResult:
     code_version=CNN_VERSION,
     kinds={"pytorch"},
     pool="gpu",
+    op_tags=GPU_TAGS,
     description="5 gender + 5 quality CNNs (K-fold, best epoch) with the original's training logs.",
 )
 @retry_transient
@@ -147,6 +149,7 @@ def gender_quality_models(
     code_version=CNN_VERSION,
     kinds={"pytorch", "csv"},
     pool="gpu",
+    op_tags=GPU_TAGS,
     check_specs=[dg.AssetCheckSpec("every_image_scored_once", asset="gender_quality_scores")],
     description="Gender and quality for every image: hand label where labelled, 5-model mean elsewhere.",
 )

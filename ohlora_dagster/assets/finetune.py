@@ -15,6 +15,7 @@ from ohlora_dagster.assets.generation import raw_images
 from ohlora_dagster.previews import markdown_image, markdown_table
 from ohlora_dagster.resources import OhloraSettings
 from ohlora_dagster.retry import retry_transient
+from ohlora_dagster.tags import GPU_TAGS
 
 FINETUNE_VERSION = "1"
 # smoke mode: a couple of steps at a small batch on the CPU (the full-size G/D take ~10 s per image there)
@@ -411,7 +412,7 @@ def build_finetune_assets(v1_version: str | None = None, v2_version: str | None 
         config_cls, body = bodies[version]
 
         @dg.asset(name=f"stylegan_finetune_{version}", group_name="finetune", deps=deps[version],
-                  code_version=versions[version], kinds={"pytorch"}, pool="gpu",
+                  code_version=versions[version], kinds={"pytorch"}, pool="gpu", op_tags=GPU_TAGS,
                   description=f"StyleGAN-FineTune-{version}: {what[version]}.")
         @retry_transient
         def _asset(context: dg.AssetExecutionContext, config: config_cls, settings: OhloraSettings) -> dg.MaterializeResult:
@@ -420,7 +421,7 @@ def build_finetune_assets(v1_version: str | None = None, v2_version: str | None 
         return _asset
 
     @dg.asset(name="finetuned_samples", group_name="finetune", deps=["stylegan_finetune_v3"],
-              code_version=versions["v3"], kinds={"pytorch"}, pool="gpu",
+              code_version=versions["v3"], kinds={"pytorch"}, pool="gpu", op_tags=GPU_TAGS,
               description="The original's final images: 20 images around v3's passing z (0.3 noise), eyes 1.8, "
                           "mouth 1.6, pose -1.2 (other versions and values: `ohlora generate`).")
     @retry_transient

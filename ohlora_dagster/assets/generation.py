@@ -2,10 +2,11 @@
 
 import dagster as dg
 
-from ohlora_core.pictures import image_grid
+from ohlora_core.pictures import histograms, image_grid
 from ohlora_dagster.previews import markdown_image, save_picture
 from ohlora_dagster.resources import OhloraSettings
 from ohlora_dagster.retry import retry_transient
+from ohlora_dagster.tags import GPU_TAGS
 
 GENERATION_VERSION = "1"  # bump when generation code changes its output bytes
 RESOLUTION = 256
@@ -50,6 +51,8 @@ def latent_codes(context: dg.AssetExecutionContext, settings: OhloraSettings) ->
     return dg.MaterializeResult(
         data_version=dg.DataVersion(digest),
         metadata={
+            "preview": markdown_image(histograms({"z (all values)": z.ravel(), "|z| per image": np.linalg.norm(z, axis=1)}),
+                                      "latent histograms"),
             "count": n,
             "path": dg.MetadataValue.path(str(settings.current(LatentCodes).latents)),
             "z_mean": float(z.mean()),
@@ -65,6 +68,7 @@ def latent_codes(context: dg.AssetExecutionContext, settings: OhloraSettings) ->
     code_version=GENERATION_VERSION,
     kinds={"pytorch"},
     pool="gpu",
+    op_tags=GPU_TAGS,
     description="256x256 StyleGAN images, one JPEG per index (000123.jpg), generated from latent_codes.",
 )
 @retry_transient

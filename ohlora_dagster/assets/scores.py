@@ -17,6 +17,7 @@ from ohlora_core.pictures import histograms
 from ohlora_dagster.previews import markdown_image, markdown_table
 from ohlora_dagster.resources import OhloraSettings
 from ohlora_dagster.retry import retry_transient
+from ohlora_dagster.tags import GPU_TAGS
 
 PROPERTY_CNN_VERSION = "1"
 
@@ -142,6 +143,7 @@ def build_score_assets(v1_version: str | None = None, v2_version: str | None = N
         code_version=cnn_version,
         kinds={"pytorch"},
         pool="gpu",
+        op_tags=GPU_TAGS,
         description="CNN predicting the 7 normalised v2 scores from image regions (the original's v2 CNN).",
     )
     @retry_transient
@@ -184,6 +186,7 @@ def build_score_assets(v1_version: str | None = None, v2_version: str | None = N
         code_version=cnn_version,
         kinds={"pytorch", "csv"},
         pool="gpu",
+        op_tags=GPU_TAGS,
         description="The property-score CNN's predictions for every scored image (all_scores_v2_cnn.csv).",
     )
     @retry_transient

@@ -7,6 +7,7 @@ from ohlora_core.pictures import image_grid
 from ohlora_dagster.previews import markdown_image, save_picture
 from ohlora_dagster.resources import OhloraSettings
 from ohlora_dagster.retry import retry_transient
+from ohlora_dagster.tags import GPU_TAGS
 
 SEGMENTATION_VERSION = "2"
 # Smoke mode's random-weight StyleGAN draws no faces; parse the centre, where StyleGAN puts the face.
@@ -38,6 +39,7 @@ def load_parser(settings: OhloraSettings):
     code_version=SEGMENTATION_VERSION,
     kinds={"pytorch"},
     pool="gpu",
+    op_tags=GPU_TAGS,
     description="Per filtered image: 224x224 FaceXFormer label map (classes 0..10) and the 224x224 face crop.",
 )
 @retry_transient
