@@ -11,10 +11,10 @@ Either way the score is then calibrated along `n` from the data: `score ~ scale 
 figures (70/30 split, seeded): SVM accuracy on the quantile classes and, for both, the correlation
 between the calibrated prediction and the score.
 
-Conditional directions (InterFaceGAN's conditional manipulation): a property's normal with the
-components along other properties' normals projected out, so moving it leaves their linear
-predictions unchanged. `move` solves for the steps that put every requested property at its value
-at once (a small linear system; exact for the linear predictors).
+Conditional moves (InterFaceGAN's conditional manipulation): `move` takes the least-norm step in w
+that puts every requested property's linear prediction at its value and leaves the other
+properties' predictions unchanged — the requested normals with the others' components projected
+out, solved for all requested properties at once (exact for the linear predictors).
 """
 from __future__ import annotations
 
@@ -42,36 +42,31 @@ class Directions:
         """Calibrated linear prediction of every property's score: [N, P]."""
         return np.asarray(w, np.float64) @ self.normals.T * self.scale + self.intercept
 
-    def conditional(self, name: str, against: Sequence[str]) -> np.ndarray:
-        """`name`'s normal with the span of `against`'s normals projected out, renormalised."""
-        n = self.normals[self.names.index(name)]
-        others = np.stack([self.normals[self.names.index(o)] for o in against if o != name]) if against else None
-        if others is None or not len(others):
-            return n
-        q, _ = np.linalg.qr(others.T)  # orthonormal basis of the span of the other normals
-        out = n - q @ (q.T @ n)
-        norm = np.linalg.norm(out)
-        if norm < 1e-6:
-            raise ValueError(f"{name}'s direction lies in the span of {list(against)}; it cannot be moved alone")
-        return out / norm
+    def rank(self) -> int:
+        """Rank of the normals; below len(names) when some property's direction lies in the span of others
+        (for instance when fitted from fewer images than properties) and cannot be moved alone."""
+        return int(np.linalg.matrix_rank(self.normals))
 
     def move(self, w: np.ndarray, targets: Mapping[str, float], conditional: bool = True) -> np.ndarray:
-        """w [N, W] moved along the (conditional) normals so that the calibrated prediction of every
-        requested property equals its target; with `conditional`, the other properties' predictions
-        stay where they were."""
+        """w [N, W] moved so that the calibrated prediction of every requested property equals its target;
+        with `conditional`, the other properties' predictions stay where they were.
+
+        The step is the smallest one meeting all those linear constraints (least norm), which is InterFaceGAN's
+        conditional manipulation: it lies along each requested normal with the kept normals projected out.
+        When the constraints conflict (rank() below the number of properties) it is the least-squares
+        compromise instead of an error, so a small smoke fit still yields a report."""
         w = np.asarray(w, np.float64)
         names = list(targets)
         unknown = [p for p in names if p not in self.names]
         if unknown:
             raise ValueError(f"no direction for {unknown}; fitted: {list(self.names)}")
         keep = [p for p in self.names if p not in names] if conditional else []
-        # each requested direction is orthogonal to the properties that must not move
-        dirs = np.stack([self.conditional(p, keep) for p in names])                     # [R, W]
-        idx = [self.names.index(p) for p in names]
-        a = (self.normals[idx] * self.scale[idx, None]) @ dirs.T                         # [R, R]: effect of t on scores
-        want = np.array([targets[p] for p in names], np.float64)[None] - self.predict(w)[:, idx]
-        steps = np.linalg.solve(a, want.T).T                                             # [N, R]
-        return w + steps @ dirs
+        rows = [self.names.index(p) for p in names + keep]
+        effect = self.normals[rows] * self.scale[rows, None]                            # [K, W]: d prediction / d w
+        want = np.zeros((len(w), len(rows)))
+        want[:, :len(names)] = np.array([targets[p] for p in names], np.float64)[None] - self.predict(w)[:, rows[:len(names)]]
+        step, *_ = np.linalg.lstsq(effect, want.T, rcond=None)                           # least-norm: [W, N]
+        return w + step.T
 
 
 def _split(n: int, seed: int, holdout: float = 0.3) -> tuple[np.ndarray, np.ndarray]:

@@ -29,17 +29,30 @@ def test_a_planted_direction_is_found(method):
     np.testing.assert_allclose(d.scale, [0.9, 1.5, 0.6], rtol=0.05)  # the calibration recovers the slope
 
 
-def test_conditional_directions_are_orthogonal_to_the_conditioned_normals():
+def test_a_conditional_move_is_the_requested_normal_with_the_kept_normals_projected_out():
     rng = np.random.default_rng(3)
     normals = rng.normal(size=(4, 32))
     normals /= np.linalg.norm(normals, axis=1, keepdims=True)
     d = Directions(("a", "b", "c", "e"), normals, np.ones(4), np.zeros(4), "test", [])
-    n = d.conditional("a", ["b", "c"])
-    assert abs(np.linalg.norm(n) - 1) < 1e-12
-    assert abs(n @ normals[1]) < 1e-12 and abs(n @ normals[2]) < 1e-12 and abs(n @ normals[3]) > 1e-3
-    assert np.array_equal(d.conditional("a", []), normals[0])
-    with pytest.raises(ValueError, match="lies in the span"):
-        Directions(("a", "b"), np.stack([normals[0], normals[0]]), np.ones(2), np.zeros(2), "t", []).conditional("a", ["b"])
+    w = rng.normal(size=(1, 32))
+    step = (d.move(w, {"a": 2.0}) - w)[0]
+    # InterFaceGAN by hand: a's normal minus its projection on span(b, c, e), scaled to reach a = 2
+    q, _ = np.linalg.qr(normals[1:].T)
+    n = normals[0] - q @ (q.T @ normals[0])
+    expected = n * (2.0 - float(w[0] @ normals[0])) / float(normals[0] @ n)
+    np.testing.assert_allclose(step, expected, atol=1e-12)
+    assert d.rank() == 4
+
+
+def test_dependent_normals_give_the_least_squares_compromise_not_an_error():
+    rng = np.random.default_rng(4)
+    n = rng.normal(size=32)
+    n /= np.linalg.norm(n)
+    d = Directions(("a", "b"), np.stack([n, n]), np.ones(2), np.zeros(2), "t", [])  # a and b cannot move apart
+    assert d.rank() == 1
+    w = np.zeros((1, 32))
+    moved = d.move(w, {"a": 2.0})              # wants a = 2 and b = 0 along the same normal: meets halfway
+    np.testing.assert_allclose(d.predict(moved), [[1.0, 1.0]], atol=1e-12)
 
 
 def test_moving_w_by_the_calibrated_amount_sets_the_requested_values():

@@ -87,3 +87,50 @@ def test_only_transient_failures_are_retried():
         flaky()
     with pytest.raises(FileNotFoundError):
         broken()
+
+
+def test_reexecute_from_failure_redoes_only_the_failed_step(tmp_path):
+    """README's CLI re-execution: a run fails at raw_images (a 128x128 checkpoint); once the right
+    checkpoint is in place, `python -m ohlora_dagster.reexecute RUN_ID` runs raw_images only, with the
+    parent's config, and the images appear."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from ohlora_core.stylegan import smoke_generator
+
+    repo = Path(__file__).resolve().parents[1]
+    home, storage = tmp_path / "home", tmp_path / "storage"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((repo / "dagster.yaml").read_text().replace("storage/dagster", str(home)))
+    ckpt = storage / "models" / "stylegan_celeba_partial256.pth"
+    ckpt.parent.mkdir(parents=True)
+    torch.save({"generator": smoke_generator(1, resolution=128).state_dict()}, ckpt)
+    config = tmp_path / "run.yaml"
+    config.write_text("execution: {config: {in_process: {}}}\n"
+                      "resources: {settings: {config: {mode: full, device: cpu, n_images: 2, batch_size: 2}}}\n")
+    env = {**os.environ, "DAGSTER_HOME": str(home), "OHLORA_STORAGE": str(storage)}
+
+    def run(*args):
+        return subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+
+    failed = run("dg", "launch", "--assets", "latent_codes,raw_images", "-m", "ohlora_dagster.definitions", "-c", str(config))
+    assert failed.returncode != 0
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        (parent,) = instance.get_runs()
+        assert parent.status == dg.DagsterRunStatus.FAILURE
+    torch.save({"generator": smoke_generator(1).state_dict()}, ckpt)
+    done = run(sys.executable, "-m", "ohlora_dagster.reexecute", parent.run_id)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"(re-execution of {parent.run_id}): SUCCESS" in done.stdout
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        child = instance.get_runs(limit=1)[0]
+        assert child.parent_run_id == parent.run_id and child.status == dg.DagsterRunStatus.SUCCESS
+        assert instance.get_execution_plan_snapshot(child.execution_plan_snapshot_id) is not None
+        started = {e.dagster_event.step_key for e in instance.all_logs(child.run_id)
+                   if e.dagster_event and e.dagster_event.event_type_value == "STEP_START"}
+        assert started == {"raw_images"}  # latent_codes finished in the parent: not redone
+    assert len(list((storage / "artifacts/full/raw_images/current/images").glob("*.jpg"))) == 2
+    again = run(sys.executable, "-m", "ohlora_dagster.reexecute", child.run_id)
+    assert again.returncode != 0 and "is SUCCESS, not FAILURE" in again.stderr

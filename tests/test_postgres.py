@@ -3,14 +3,10 @@ deployment to use): the pipeline's generation stage runs with runs, event logs a
 Postgres, two runs started at once share the `gpu` pool (one waits for the other), and both finish.
 
 Debian's PostgreSQL server (apt package `postgresql`; .ci/run installs it) is started here, private to
-the test, on a free port with its socket in a temporary folder; run as the `postgres` user when the
-tests run as root (the server refuses root).
+the test (tests/postgres_server.py). .ci/run runs README's main job — the whole smoke graph — on the
+same kind of private server.
 """
-import getpass
-import glob
 import os
-import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -19,39 +15,16 @@ import dagster as dg
 import pytest
 from dagster._core.instance.ref import InstanceRef
 
+from tests.postgres_server import private_postgres
+
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 300
 
 
-def _bin(name: str) -> str:
-    found = shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))[-1:]), None)
-    assert found, f"PostgreSQL's {name} is needed (apt-get install postgresql; .ci/run installs it)"
-    return found
-
-
-def _as_db_user(args: list[str], **kw) -> subprocess.CompletedProcess:
-    if getpass.getuser() == "root":
-        args = ["runuser", "-u", "postgres", "--", *args]
-    return subprocess.run(args, check=True, capture_output=True, text=True, **kw)
-
-
 @pytest.fixture(scope="module")
 def postgres_url():
-    data = Path(tempfile.mkdtemp(prefix="ohlora-pg-"))  # under /tmp: pytest's own folders are root-only
-    if getpass.getuser() == "root":
-        shutil.chown(data, "postgres")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    _as_db_user([_bin("initdb"), "-D", str(data / "db"), "-U", "dagster", "--auth=trust", "-E", "UTF8"])
-    _as_db_user([_bin("pg_ctl"), "-D", str(data / "db"), "-l", str(data / "log"), "-w",
-                 "-o", f"-p {port} -k {data} -h 127.0.0.1", "start"])
-    try:
-        _as_db_user([_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "dagster", "ohlora"])
-        yield f"postgresql+psycopg2://dagster@127.0.0.1:{port}/ohlora"  # dagster-postgres ships psycopg2
-    finally:
-        _as_db_user([_bin("pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop"])
-        shutil.rmtree(data, ignore_errors=True)
+    with private_postgres(Path(tempfile.mkdtemp(prefix="ohlora-pg-"))) as url:  # under /tmp: pytest's folders are root-only
+        yield url
 
 
 def _home(tmp_path: Path, url: str) -> tuple[Path, dict]:

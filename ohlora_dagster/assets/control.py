@@ -103,9 +103,12 @@ def build_control_assets(v2_version: str | None = None) -> list[dg.AssetsDefinit
         atomic_write_csv(files.metrics, metrics.round(4))
         digest = stage.promote([files.directions.name, files.metrics.name])
         context.log.info(f"{config.method} directions for {len(SCORE_NAMES)} properties from {len(w)} images in {seconds:.1f} s")
+        if d.rank() < len(SCORE_NAMES):
+            context.log.warning(f"the {len(SCORE_NAMES)} directions span only {d.rank()} dimensions ({len(w)} images): "
+                                "properties cannot all be moved independently; conditional moves are least-squares compromises")
         return dg.MaterializeResult(
             data_version=dg.DataVersion(digest),
-            metadata={"images": len(w), "method": config.method, "scores": config.scores, "fit_seconds": round(seconds, 2),
+            metadata={"images": len(w), "normals_rank": d.rank(), "method": config.method, "scores": config.scores, "fit_seconds": round(seconds, 2),
                       "metrics": markdown_table(metrics), **({"note": SMOKE_NOTE} if settings.is_smoke else {}),
                       "path": dg.MetadataValue.path(str(settings.current(LatentDirections).directions)),
                       **settings.mode_metadata()},
