@@ -150,6 +150,37 @@ def test_waiting_run_gets_gpu_slot_when_holder_is_killed(home, groups):
     _assert_recovered(home, dead_run_id)
 
 
+@pytest.mark.parametrize("requeue", [False, True], ids=["dagster", "ohlora"])
+def test_slot_freed_while_a_step_queues_is_not_lost(tmp_path, monkeypatch, requeue):
+    """The interleaving behind a run that waited forever: run B asks whether the gpu pool has a free
+    slot (no: run A holds it), A frees its slot (and hands it to the queue, still empty), then B queues
+    itself unassigned. Dagster's own claim leaves B blocked with the slot free; ours gives B the slot."""
+    from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
+
+    claim = SqlEventLogStorage.claim_concurrency_slot
+    assert claim.ohlora_requeues  # installed by importing ohlora_dagster
+    if not requeue:
+        monkeypatch.setattr(SqlEventLogStorage, "claim_concurrency_slot", claim.__wrapped__)
+    with dg.DagsterInstance.local_temp(str(tmp_path)) as instance:  # plain Dagster SQLite storage
+        storage = instance.event_log_storage
+        storage.set_concurrency_slots("gpu", 1)
+        assert storage.claim_concurrency_slot("gpu", "run-a", "holds_gpu").is_claimed
+
+        looked = storage.has_unassigned_slots
+        def look_then_a_frees(key):
+            monkeypatch.setattr(storage, "has_unassigned_slots", looked)
+            answer = looked(key)
+            storage.free_concurrency_slot_for_step("run-a", "holds_gpu")
+            return answer
+        monkeypatch.setattr(storage, "has_unassigned_slots", look_then_a_frees)
+
+        first = storage.claim_concurrency_slot("gpu", "run-b", "holds_gpu")
+        again = storage.claim_concurrency_slot("gpu", "run-b", "holds_gpu")  # the executor's next check
+        info = storage.get_concurrency_info("gpu")
+        assert [s.run_id for s in info.claimed_slots] == (["run-b"] if requeue else [])
+        assert (first.is_claimed, again.is_claimed) == (requeue, requeue)
+
+
 def test_doctor_recovers_killed_run(home, groups):
     """Defect A by hand: `python -m ohlora_dagster.instance doctor [--dry-run]`."""
     proc, dead_run_id = _start_holding_run(home, "killed", groups)
