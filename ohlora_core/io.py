@@ -54,6 +54,14 @@ def atomic_write_csv(path: str | os.PathLike, df, **to_csv_kwargs) -> None:
     atomic_write_text(path, df.to_csv(**to_csv_kwargs))
 
 
+def atomic_save_npy(path: str | os.PathLike, array) -> None:
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.save(buf, array)
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def atomic_torch_save(path: str | os.PathLike, obj) -> None:
     import torch
 

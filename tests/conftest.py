@@ -8,6 +8,24 @@ import pytest
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module: how the fine-tuning fixtures were made, and the fastest for their
+    narrow networks."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def load_finetune_fixture(name: str) -> dict:
+    import torch
+
+    return torch.load(FIXTURES / "finetune" / name, weights_only=True)
+
+
 @pytest.fixture(scope="session")
 def score_fixture():
     """Parsing maps with known geometry + the original functions' values (tests/fixtures/scores)."""

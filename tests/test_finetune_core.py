@@ -201,3 +201,14 @@ def test_a_resumed_training_equals_an_uninterrupted_one(tiny, tmp_path):
         for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
             assert torch.equal(x, y), name
     assert np.isfinite([r["d_loss"] for r in full.log]).all()
+
+
+def test_a_snapshot_this_code_cannot_resume_names_the_file(tiny, tmp_path):
+    """A snapshot left by a crash under another version of the code: an error that says what to do,
+    and the snapshot is kept (nothing is deleted before a person decides)."""
+    (tmp_path / "b").mkdir()
+    snapshot = tmp_path / "b" / "snap.pt"
+    torch.save({"task": {"G": {}}, "epoch": 1, "step": 0, "log": []}, snapshot)
+    with pytest.raises(CheckpointError, match=r"snap\.pt: not a v1 snapshot this code can resume.*Delete it"):
+        _fit(tiny, tmp_path / "b")
+    assert snapshot.is_file()

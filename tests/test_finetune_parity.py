@@ -21,21 +21,12 @@ from ohlora_core.finetune.variants import V1, V4
 FIX = Path(__file__).parent / "fixtures" / "finetune"
 sys.path.insert(0, str(FIX))
 import weights  # noqa: E402
+from conftest import load_finetune_fixture  # noqa: E402
 
 LR = 1e-4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """How the fixtures were made; also the fastest for these narrow networks."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _load(name):
-    return torch.load(FIX / name, weights_only=True)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _start(fixture, g_sd, d_sd, variant):
@@ -109,7 +100,7 @@ def _check_eval(fixture, G, D):
 
 @pytest.fixture(scope="module")
 def v1():
-    fixture = _load("v1_step.pt")
+    fixture = load_finetune_fixture("v1_step.pt")
     s = fixture["seeds"]
     G, D = _start(fixture, weights.far_generator_state(s["generator"]),
                   weights.pretrained_discriminator_state(s["discriminator"]), V1)
@@ -134,7 +125,7 @@ def test_v1_fine_tuned_weights_give_the_originals_images_and_scores(v1):
 
 def test_v4_restructures_v1_and_steps_like_the_original(v1):
     v1_fixture, G1, D1 = v1
-    fixture = _load("v4_step.pt")
+    fixture = load_finetune_fixture("v4_step.pt")
     g1, d1 = _final_state(G1, D1, v1_fixture)  # the bare state_dicts the original saved after v1
     G, D = _start(fixture, g1, d1, V4)
     assert G.mapping.label_weight.shape == (3, 16) and D.layer14.weight.shape == (1, 35)

@@ -28,18 +28,10 @@ from ohlora_core.finetune.variants import V2, V3
 FIX = Path(__file__).parent / "fixtures" / "finetune"
 sys.path.insert(0, str(FIX))
 import weights  # noqa: E402
+from conftest import load_finetune_fixture  # noqa: E402
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _load(name):
-    return torch.load(FIX / name, weights_only=True)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _close_after_adam(ours: torch.Tensor, ref: torch.Tensor, lr: float, where: str, share: float = 0.99) -> None:
@@ -66,7 +58,7 @@ def _cnn(cls, seed):
 
 @pytest.fixture(scope="module")
 def v3_fixture():
-    return _load("v3_step.pt")
+    return load_finetune_fixture("v3_step.pt")
 
 
 class _TinyHead(torch.nn.Module):
@@ -132,7 +124,7 @@ def test_v3_encoder_gives_the_originals_mu_and_logvar(v3_fixture):
 
 
 def test_v2_steps_match_the_original():
-    fx = _load("v2_step.pt")
+    fx = load_finetune_fixture("v2_step.pt")
     G = _generator(fx, V2, fx["initial_overrides"])
     task = CnnLoopTask(G, _cnn(PropertyScoreCNN, fx["seeds"]["property_cnn"]), V2.with_overrides(cnn_eval=True),
                        "cpu", seed=0)

@@ -27,6 +27,7 @@ from sklearn.model_selection import KFold, StratifiedKFold
 from torch import nn
 
 from ..artifacts import GenderQualityModels
+from ..early_stopping import EarlyStopping, cpu_copy
 from ..io import atomic_torch_save, atomic_write_csv
 from ..seeding import derive_seed, seeded
 from .data import as_image_bank, eval_batch_size, iterate_batches, to_unit_float
@@ -91,7 +92,7 @@ def fit(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, train_ind
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=t_max, eta_min=0)
     order = torch.Generator().manual_seed(shuffle_seed)
     rows, stop_losses = [], []
-    best_loss, best_epoch, best_state = None, -1, None
+    best = EarlyStopping(patience)
     start, epoch = time.perf_counter(), 0
     while True:
         model.train()
@@ -109,17 +110,15 @@ def fit(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, train_ind
         rows.append({"epoch": epoch, "train_loss": float(loss_sum) / len(train_index), **metrics})
         stop_losses.append(stop)
         scheduler.step()
-        if best_loss is None or stop < best_loss:
-            best_loss, best_epoch = stop, epoch
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        done = best.update(epoch, stop, lambda: cpu_copy(model.state_dict()))
         if log:
-            log(f"{name + ' ' if name else ''}epoch {epoch}: train_loss {rows[-1]['train_loss']:.4f}, {stop_key} {stop:.4f} (best {best_loss:.4f} @ {best_epoch})")
-        if epoch - best_epoch >= patience or (max_epochs is not None and epoch + 1 >= max_epochs):
+            log(f"{name + ' ' if name else ''}epoch {epoch}: train_loss {rows[-1]['train_loss']:.4f}, {stop_key} {stop:.4f} (best {best.loss:.4f} @ {best.epoch})")
+        if done or (max_epochs is not None and epoch + 1 >= max_epochs):
             break
         epoch += 1
     history = pd.DataFrame(rows)
     history.attrs["stop_losses"] = stop_losses
-    return FitResult({k: v.cpu() for k, v in best_state.items()}, best_epoch, best_loss, history,
+    return FitResult(best.state, best.epoch, best.loss, history,
                      time.perf_counter() - start)
 
 

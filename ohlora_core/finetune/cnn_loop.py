@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ohlora_core.early_stopping import EarlyStopping, cpu_copy
 from ohlora_core.seeding import derive_seed
 
 from .loop import Z_DIM
@@ -24,7 +25,7 @@ LOSS_NAMES = ("eyes", "hair_color", "hair_length", "mouth", "pose", "background_
 
 
 class CnnLoopTask:
-    """v2 as a `fit` task; `best_generator` is the result."""
+    """v2 as a `fit` task; `best.state` (the best step group's generator) is the result."""
 
     name = "v2"
 
@@ -45,7 +46,7 @@ class CnnLoopTask:
         gen = torch.Generator().manual_seed(derive_seed(seed, "v2-fixed"))
         self.fixed_z = torch.randn(variant.batch_size, Z_DIM, generator=gen)
         self.fixed_y = torch.randn(variant.batch_size, variant.label_size, generator=gen)
-        self.best_loss, self.best_group, self.best_generator = None, -1, None
+        self.best = EarlyStopping(variant.patience)  # over step groups; its state is the best generator
 
     def batches(self, epoch: int) -> list[int]:
         return list(range(self.variant.step_group_size))
@@ -80,26 +81,21 @@ class CnnLoopTask:
 
     def end_epoch(self, epoch: int, rows: list[dict]) -> bool:
         group_loss = float(np.mean([r["loss"] for r in rows]))
-        if self.best_loss is None or group_loss < self.best_loss:
-            self.best_loss, self.best_group = group_loss, epoch
-            self.best_generator = {k: v.detach().to("cpu", copy=True) for k, v in self.G.state_dict().items()}
-        if epoch - self.best_group >= self.variant.patience:
+        if self.best.update(epoch, group_loss, lambda: cpu_copy(self.G.state_dict())):
             return True
         self.scheduler.step()
         return False
 
     def state_dict(self) -> dict:
         return {"G": self.G.state_dict(), "cnn": self.cnn.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "best_loss": self.best_loss, "best_group": self.best_group,
-                "best_generator": self.best_generator}
+                "scheduler": self.scheduler.state_dict(), **self.best.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.G.load_state_dict(state["G"])
         self.cnn.load_state_dict(state["cnn"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.best_loss, self.best_group, self.best_generator = (state["best_loss"], state["best_group"],
-                                                                 state["best_generator"])
+        self.best.load_state_dict(state)
 
 
 def train_v2(variant: CnnLoopVariant, v1_generator_state: dict, property_cnn_state: dict, files, *, epochs: int,
@@ -110,7 +106,11 @@ def train_v2(variant: CnnLoopVariant, v1_generator_state: dict, property_cnn_sta
     import pandas as pd
 
     from ohlora_core.cnn.models import PropertyScoreCNN
-    from ohlora_core.io import atomic_torch_save, atomic_write_csv, load_state_dict_strict
+    from ohlora_core.io import (
+        atomic_torch_save,
+        atomic_write_csv,
+        load_state_dict_strict,
+    )
     from ohlora_core.pictures import image_grid, line_plot, save_png
 
     from .gan import sample_images
@@ -135,7 +135,7 @@ def train_v2(variant: CnnLoopVariant, v1_generator_state: dict, property_cnn_sta
     result = fit(task, epochs=epochs, seed=seed, snapshot=files.snapshot, max_steps=max_steps, log=log)
     table = pd.DataFrame(result.log)
     atomic_write_csv(files.train_log, table.round(4), index=True)
-    atomic_torch_save(files.generator, task.best_generator)
+    atomic_torch_save(files.generator, task.best.state)
     save_png(line_plot({"loss": table["loss"]}, title="fine-tune v2 (MSE of the CNN's 6 outputs)"), files.loss_plot)
     files.snapshot.unlink(missing_ok=True)
     return task, result, table

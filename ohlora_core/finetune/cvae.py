@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ohlora_core.cnn.data import as_image_bank, to_signed_float
+from ohlora_core.early_stopping import EarlyStopping, cpu_copy
 from ohlora_core.seeding import derive_seed
 
 from . import protocol
@@ -125,7 +126,7 @@ class CvaeTask:
             raise ValueError(f"v3: expected finite labels [{self.bank.shape[0]}, {variant.label_size}], "
                              f"got {tuple(self.y.shape)}")
         self.recent: list[tuple[Tensor, Tensor]] = []   # (mu[0], logvar[0]) of this epoch's last batches
-        self.best_loss, self.best_epoch, self.best_state = None, -1, None
+        self.best = EarlyStopping(variant.patience)  # its state: the best epoch's G and encoder
         self.tests: list[dict] = []                     # per epoch: pass table row
 
     def batches(self, epoch: int) -> list[Tensor]:
@@ -196,11 +197,10 @@ class CvaeTask:
                               for p in protocol.PROPERTIES}})
         if self.on_epoch:
             self.on_epoch(epoch, results, zs)
-        if self.best_loss is None or train_loss < self.best_loss:
-            self.best_loss, self.best_epoch = train_loss, epoch
-            self.best_state = {"G": _cpu(self.G.state_dict()), "encoder": _cpu(self.encoder.state_dict())}
+        stop = self.best.update(epoch, train_loss, lambda: {"G": cpu_copy(self.G.state_dict()),
+                                                            "encoder": cpu_copy(self.encoder.state_dict())})
         self.recent = []
-        if epoch - self.best_epoch >= self.variant.patience:
+        if stop:
             return True
         self.scheduler.step()
         return False
@@ -208,8 +208,7 @@ class CvaeTask:
     def state_dict(self) -> dict:
         return {"G": self.G.state_dict(), "encoder": self.encoder.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "recent": [torch.stack(t) for t in self.recent],
-                "best_loss": self.best_loss, "best_epoch": self.best_epoch, "best_state": self.best_state,
-                "tests": self.tests}
+                **self.best.state_dict(), "tests": self.tests}
 
     def load_state_dict(self, state: dict) -> None:
         self.G.load_state_dict(state["G"])
@@ -217,12 +216,8 @@ class CvaeTask:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.recent = [(t[0], t[1]) for t in state["recent"]]
-        self.best_loss, self.best_epoch, self.best_state = state["best_loss"], state["best_epoch"], state["best_state"]
+        self.best.load_state_dict(state)
         self.tests = list(state["tests"])
-
-
-def _cpu(sd: dict) -> dict:
-    return {k: v.detach().to("cpu", copy=True) for k, v in sd.items()}
 
 
 def train_v3(variant: CvaeVariant, v1_generator_state: dict, property_cnn_state: dict, gender_cnn_state: dict,
@@ -234,7 +229,11 @@ def train_v3(variant: CvaeVariant, v1_generator_state: dict, property_cnn_state:
     import pandas as pd
 
     from ohlora_core.cnn.models import GenderCNN, PropertyScoreCNN
-    from ohlora_core.io import atomic_torch_save, atomic_write_csv, load_state_dict_strict
+    from ohlora_core.io import (
+        atomic_torch_save,
+        atomic_write_csv,
+        load_state_dict_strict,
+    )
     from ohlora_core.pictures import image_grid, line_plot, save_png
 
     from .gan import sample_images
@@ -272,7 +271,7 @@ def train_v3(variant: CvaeVariant, v1_generator_state: dict, property_cnn_state:
     result = fit(task, epochs=epochs, seed=seed, snapshot=files.snapshot, max_steps=max_steps, log=log)
     table = pd.DataFrame(result.log)
     atomic_write_csv(files.train_log, table.drop(columns=["batch_size"]).round(4), index=True)
-    best = task.best_state or {"G": task.G.state_dict(), "encoder": task.encoder.state_dict()}
+    best = task.best.state or {"G": task.G.state_dict(), "encoder": task.encoder.state_dict()}
     atomic_torch_save(files.generator, best["G"])
     atomic_torch_save(files.encoder, best["encoder"])
     save_png(line_plot({"total": table["total_loss"], "C": table["mse"], "G": table["gender_loss"]},

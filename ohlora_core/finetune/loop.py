@@ -34,7 +34,7 @@ from torch import Tensor
 
 from ohlora_core.cnn.data import as_image_bank, to_signed_float
 from ohlora_core.seeding import derive_seed
-from ohlora_core.io import atomic_torch_save, load_checkpoint
+from ohlora_core.io import CheckpointError, atomic_torch_save, load_checkpoint
 from ohlora_core.progress import Progress
 
 from .loss import GanLoss
@@ -187,7 +187,11 @@ def fit(task: Task, *, epochs: int, seed: int, snapshot: str | Path | None = Non
     start_epoch, start_step, resumed, stopped = 0, 0, None, False
     if snapshot is not None and Path(snapshot).is_file():
         state = load_checkpoint(snapshot)
-        task.load_state_dict(state["task"])
+        try:
+            task.load_state_dict(state["task"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise CheckpointError(f"{snapshot}: not a {task.name} snapshot this code can resume ({exc!r}); it was "
+                                  f"written by another version of ohlora. Delete it to train from the start.") from exc
         rows, start_epoch, start_step = list(state["log"]), int(state["epoch"]), int(state["step"])
         stopped, resumed = bool(state.get("stopped", False)), (start_epoch, start_step)
         if log:

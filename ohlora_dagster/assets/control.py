@@ -26,7 +26,7 @@ def latent_w(context: dg.AssetExecutionContext, settings: OhloraSettings) -> dg.
     import torch
 
     from ohlora_core.artifacts import LatentCodes, LatentW
-    from ohlora_core.io import atomic_path
+    from ohlora_core.io import atomic_save_npy
 
     G, weights = load_stylegan(settings)
     z = np.load(settings.current(LatentCodes).latents)
@@ -36,9 +36,7 @@ def latent_w(context: dg.AssetExecutionContext, settings: OhloraSettings) -> dg.
     with torch.no_grad():
         w = np.concatenate([G.mapping(torch.from_numpy(z[i:i + 1024]).to(settings.resolved_device))["w"].cpu().numpy()
                             for i in range(0, len(z), 1024)]).astype(np.float32)
-    with atomic_path(files.w) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, w)
+    atomic_save_npy(files.w, w)
     digest = stage.promote([files.w.name])
     return dg.MaterializeResult(
         data_version=dg.DataVersion(digest),

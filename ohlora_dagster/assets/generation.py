@@ -39,14 +39,12 @@ def latent_codes(context: dg.AssetExecutionContext, settings: OhloraSettings) ->
 
     from ohlora_core.artifacts import LatentCodes
     from ohlora_core.generation import latent_codes as make_latents
-    from ohlora_core.io import atomic_path
+    from ohlora_core.io import atomic_save_npy
 
     n = settings.image_count
     stage, files = settings.stage(LatentCodes, {"seed": settings.seed, "count": n, "version": GENERATION_VERSION})
     z = make_latents(settings.seed, range(n))
-    with atomic_path(files.latents) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, z)
+    atomic_save_npy(files.latents, z)
     digest = stage.promote([files.latents.name])
     return dg.MaterializeResult(
         data_version=dg.DataVersion(digest),
