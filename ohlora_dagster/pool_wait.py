@@ -5,7 +5,7 @@
 While a step is blocked on a pool, Dagster asks for the slot again only every 1..15 s (its back-off),
 but neither executor sleeps in between: the in-process executor's sleep interval
 (`InstanceConcurrencyContext.interval_to_next_pending_claim_check`) is `min(0, ...)`, never positive,
-and the multiprocess executor's loop has no sleep at all. Measured here: a run blocked on `gpu` used
+and the multiprocess executor's loop has no sleep at all. `bench/pool_wait.py`: a run blocked on `gpu` used
 10 s of CPU per 10 s of waiting, with either executor. (dagster-io/dagster#20367 fixed the first and
 was closed unmerged.)
 

@@ -17,6 +17,7 @@ import dagster as dg
 import pytest
 
 from ohlora_dagster.instance import WORKER_TAG
+from proc_stats import group_cpu_seconds
 
 REPO = Path(__file__).resolve().parents[1]
 JOB_FILE = REPO / "tests" / "gpu_pool_job.py"
@@ -110,19 +111,6 @@ def test_killed_run_gives_gpu_slot_to_next_run(home, groups):
     _assert_recovered(home, dead_run_id)
 
 
-def _cpu_seconds(session: int) -> float:
-    """CPU time (user + system) used so far by the processes of a session (process group leader's pid)."""
-    total = 0
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == session:  # process group
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 def test_waiting_run_gets_gpu_slot_when_holder_is_killed(home, groups):
     """Defect A, the other order: a run already blocked on the pool takes over once the holder dies.
     While blocked it sleeps (ohlora_dagster/pool_wait.py): without that, Dagster's executor loop used a
@@ -138,9 +126,9 @@ def test_waiting_run_gets_gpu_slot_when_holder_is_killed(home, groups):
             info = instance.event_log_storage.get_concurrency_info("gpu")
             return any(step.run_id != dead_run_id for step in info.pending_steps)
         _wait_for(blocked, "the second run to wait for the gpu slot")
-    before, t0 = _cpu_seconds(waiting.pid), time.monotonic()
+    before, t0 = group_cpu_seconds(waiting.pid), time.monotonic()
     time.sleep(6)
-    used, waited = _cpu_seconds(waiting.pid) - before, time.monotonic() - t0
+    used, waited = group_cpu_seconds(waiting.pid) - before, time.monotonic() - t0
     assert used < 0.25 * waited, f"the blocked run used {used:.1f} s of CPU in {waited:.1f} s"
     _kill_group(proc)
     waiting.wait(timeout=TIMEOUT)

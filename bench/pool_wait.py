@@ -1,0 +1,115 @@
+"""Benchmark: CPU used by a run while it waits for the `gpu` pool slot.
+
+A run holds the slot (tests/gpu_pool_job.py, asleep); a second run of the same job waits for it for
+`--seconds`, first with Dagster 1.13's own executor loop (ohlora_dagster/pool_wait.py undone in that
+process), then with ours. Same instance (a fresh SQLite DAGSTER_HOME configured like dagster.yaml), same
+job, same machine, one after the other. Prints the waiting run's CPU seconds and the ratio; fails if
+either waiting run got the slot, or if ours did not use less CPU.
+
+    python bench/pool_wait.py [--seconds 10] [--executor in_process|multiprocess]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+from proc_stats import group_cpu_seconds  # noqa: E402
+
+from ohlora_dagster.instance import recover_dead_runs  # noqa: E402
+
+# Runs `dagster job execute ...`; with "dagster" as its first argument it undoes ohlora's pool wait first.
+WAITER = """
+import sys
+import ohlora_dagster
+from dagster._core.execution.plan.active import ActiveExecution
+if sys.argv.pop(1) == "dagster":
+    ActiveExecution.get_steps_to_execute = ActiveExecution.get_steps_to_execute.__wrapped__
+from dagster._cli import main
+main()
+"""
+
+
+def _run_args(home: Path, name: str, seconds: float, executor: str, marker: str = "") -> list[str]:
+    config = home / f"run-{name}.yaml"
+    execution = "execution: {config: {in_process: {}}}\n" if executor == "in_process" else ""
+    config.write_text(f"ops: {{holds_gpu: {{config: {{seconds: {seconds}, marker: '{marker}'}}}}}}\n" + execution)
+    return ["job", "execute", "-f", str(REPO / "tests" / "gpu_pool_job.py"), "-j", "gpu_job", "-c", str(config)]
+
+
+def _start(cmd: list[str], home: Path, log: Path) -> subprocess.Popen:
+    with open(log, "w") as f:
+        return subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "DAGSTER_HOME": str(home)}, stdout=f,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _wait_for(condition, what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def _waiting_cpu(home: Path, flavour: str, seconds: float, executor: str) -> float:
+    """CPU seconds a run of `flavour` used while blocked on the pool for `seconds`."""
+    import dagster as dg
+
+    proc = _start([sys.executable, "-c", WAITER, flavour, *_run_args(home, flavour, 0, executor)],
+                  home, home / f"{flavour}.log")
+    try:
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            def waiting() -> bool:
+                info = instance.event_log_storage.get_concurrency_info("gpu")
+                return any(step.assigned_timestamp is None for step in info.pending_steps)
+            _wait_for(waiting, f"the {flavour} run to wait for the slot")
+        time.sleep(1.0)  # past start-up: measure the wait alone
+        before, t0 = group_cpu_seconds(proc.pid), time.monotonic()
+        time.sleep(seconds)
+        used, waited = group_cpu_seconds(proc.pid) - before, time.monotonic() - t0
+        if proc.poll() is not None:
+            raise SystemExit(f"the {flavour} run ended while it should wait:\n" + (home / f"{flavour}.log").read_text())
+        return used * seconds / waited
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            recover_dead_runs(instance)  # its queued claim goes, so the next waiter is the only one
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--executor", choices=["in_process", "multiprocess"], default="in_process")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text().replace("storage/dagster", str(home)))
+        marker = home / "holding"
+        holder = _start([sys.executable, "-m", "dagster", *_run_args(home, "holder", 3600, "in_process", str(marker))],
+                        home, home / "holder.log")
+        try:
+            _wait_for(lambda: marker.exists() or holder.poll() is not None, "the holder to take the slot")
+            if holder.poll() is not None:
+                raise SystemExit((home / "holder.log").read_text())
+            theirs = _waiting_cpu(home, "dagster", args.seconds, args.executor)
+            ours = _waiting_cpu(home, "ohlora", args.seconds, args.executor)
+        finally:
+            os.killpg(holder.pid, signal.SIGKILL)
+            holder.wait()
+    print(f"CPU used while waiting {args.seconds:.0f} s for the gpu slot ({args.executor} executor): "
+          f"Dagster's loop {theirs:.2f} s, ohlora's {ours:.2f} s ({theirs / max(ours, 1e-2):.0f}x less)")
+    assert ours < theirs, "ohlora's wait did not use less CPU than Dagster's"
+
+
+if __name__ == "__main__":
+    main()
