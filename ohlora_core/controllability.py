@@ -49,15 +49,22 @@ class MethodReport:
         """{requested p: {other output q: mean_z |corr(intended p, measured q)|}}."""
         out = {}
         for k, p in enumerate(protocol.PROPERTIES):
-            out[p] = {q: float(np.nanmean([abs(pearson(self.intended[z, :, k], self.measured[z, :, j]))
-                                           for z in range(len(self.per_z))]))
+            out[p] = {q: _mean_defined([abs(pearson(self.intended[z, :, k], self.measured[z, :, j]))
+                                        for z in range(len(self.per_z))])
                       for j, q in enumerate(SCORE_NAMES) if q != p}
         return out
 
 
+def _mean_defined(values) -> float:
+    """The mean of the values that are not NaN; NaN (without numpy's empty-slice warning) if none is."""
+    values = np.asarray(values, np.float64)
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if values.size else float("nan")
+
+
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.std() == 0 or b.std() == 0:
+    if np.ptp(a) == 0 or np.ptp(b) == 0:  # constant (exactly; std() of 50 x 0.3 is 5e-17, not 0): undefined
         return float("nan")
     return float(np.corrcoef(a, b)[0, 1])
 

@@ -248,7 +248,7 @@ def run_v2(context: dg.AssetExecutionContext, config: CnnLoopConfig, settings: O
                                 epochs=groups, seed=settings.seed, device=device, max_steps=max_steps,
                                 samples_per_label=SMOKE_DEFAULTS["samples_per_label"] if smoke else 10,
                                 log=context.log.info)
-        best = (task.best_group, task.best_loss)
+        best = (task.best.epoch, task.best.loss)
     outputs = [files.generator, files.train_log, files.loss_plot, *sorted(files.samples(0).parent.glob("*.png"))]
     digest = stage.promote(str(p.relative_to(files.dir)) for p in outputs)
     current = settings.current(StyleganFinetuneV2)
