@@ -1,11 +1,17 @@
 """Shared fixtures."""
 import json
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+# The console scripts the tests start (dg, dagster, ohlora) are this interpreter's, also when pytest
+# runs as `.venv/bin/python -m pytest` without the environment activated.
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ import dagster as dg
 import pytest
 from dagster._core.instance.ref import InstanceRef
 
+import ohlora_dagster  # noqa: F401  (installs the pool fixes, as every run of the code location does)
 from tests.postgres_server import private_postgres
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,4 +69,110 @@ def test_generation_runs_on_postgres_and_two_runs_share_the_gpu_pool(postgres_ur
         assert instance.get_latest_materialization_event(dg.AssetKey("raw_images")) is not None
         assert instance.event_log_storage.get_concurrency_info("gpu").slot_count == 1
     finally:
+        instance.dispose()
+
+
+@pytest.mark.parametrize("tolerate", [False, True], ids=["dagster", "ohlora"])
+def test_second_run_setting_up_the_gpu_pool_at_once_does_not_fail(postgres_url, tmp_path, monkeypatch, tolerate):
+    """Two runs' first claims on the gpu pool at once: both set up its default limit. The one that comes
+    second hits the other's row; Postgres aborts its transaction, so Dagster's fallback update fails and
+    so did that run's step (3 of 10 tries of the test above). Replayed in order: A sets the pool up,
+    then B does what it would have done a moment earlier."""
+    from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
+    from sqlalchemy.exc import DBAPIError
+
+    initialize = SqlEventLogStorage.initialize_concurrency_limit_to_default
+    assert initialize.ohlora_tolerates  # installed by importing ohlora_dagster
+    if not tolerate:
+        monkeypatch.setattr(SqlEventLogStorage, "initialize_concurrency_limit_to_default", initialize.__wrapped__)
+    home, _ = _home(tmp_path, postgres_url)
+    monkeypatch.setenv("DAGSTER_PG_URL", postgres_url)
+    a = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+    b = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+    try:
+        a.event_log_storage.delete_concurrency_limit("gpu")  # the module's server is shared: start clean
+        assert a.event_log_storage.initialize_concurrency_limit_to_default("gpu")
+        if tolerate:
+            assert b.event_log_storage.initialize_concurrency_limit_to_default("gpu")
+        else:
+            with pytest.raises(DBAPIError, match="current transaction is aborted"):
+                b.event_log_storage.initialize_concurrency_limit_to_default("gpu")
+        info = b.event_log_storage.get_concurrency_info("gpu")
+        assert (info.slot_count, info.limit, info.using_default_limit) == (1, 1, True)
+        assert b.event_log_storage.claim_concurrency_slot("gpu", "run-b", "raw_images").is_claimed
+    finally:
+        b.event_log_storage.free_concurrency_slots_for_run("run-b")
+        a.dispose()
+        b.dispose()
+
+
+class _ATakesTheSlotAfterBLooked:
+    """B's connection: right after B's claim has selected a free slot, run A takes that slot."""
+
+    def __init__(self, conn, a_takes):
+        self.conn, self.a_takes = conn, a_takes
+
+    def execute(self, statement, *args, **kwargs):
+        result = self.conn.execute(statement, *args, **kwargs)
+        if self.a_takes and getattr(statement, "is_select", False):
+            rows, take, self.a_takes = result.fetchall(), self.a_takes, None
+            take()
+            return _Rows(rows)
+        return result
+
+    def __getattr__(self, name):
+        return getattr(self.conn, name)
+
+
+class _Rows(list):
+    def fetchone(self):
+        return self[0] if self else None
+
+    def fetchall(self):
+        return list(self)
+
+
+@pytest.mark.parametrize("conditional", [False, True], ids=["dagster", "ohlora"])
+def test_a_slot_goes_to_one_step_only(postgres_url, tmp_path, monkeypatch, conditional):
+    """Two assigned steps take the pool's one slot at once: B selects the free slot, A takes it, then B
+    writes it. Dagster's claim (write by id) takes it from A, so both steps run; ours leaves B blocked."""
+    from contextlib import contextmanager
+
+    from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
+    from dagster._utils.concurrency import ConcurrencySlotStatus
+
+    take = SqlEventLogStorage._claim_concurrency_slot
+    assert take.ohlora_takes_once  # installed by importing ohlora_dagster
+    if not conditional:
+        monkeypatch.setattr(SqlEventLogStorage, "_claim_concurrency_slot", take.__wrapped__)
+    home, _ = _home(tmp_path, postgres_url)
+    monkeypatch.setenv("DAGSTER_PG_URL", postgres_url)
+    instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+    storage = instance.event_log_storage
+    try:
+        storage.set_concurrency_slots("gpu", 1)
+        for run in ("run-a", "run-b"):  # both assigned: the race Dagster's claim leaves open
+            storage.add_pending_step("gpu", run, "holds_gpu", should_assign=True)
+        connect, a_took = storage.index_connection, []
+
+        @contextmanager
+        def b_looks_then_a_takes():  # the first connection is B's; A's claim opens the next one
+            with connect() as conn:
+                first = not a_took
+                a_took.append(None)
+                yield _ATakesTheSlotAfterBLooked(conn, lambda: a_took.append(
+                    storage._claim_concurrency_slot("gpu", "run-a", "holds_gpu"))) if first else conn
+        monkeypatch.setattr(storage, "index_connection", b_looks_then_a_takes)
+        b_took = storage._claim_concurrency_slot("gpu", "run-b", "holds_gpu")  # B is assigned: this is its claim
+        monkeypatch.setattr(storage, "index_connection", connect)
+
+        holders = [s.run_id for s in storage.get_concurrency_info("gpu").claimed_slots]
+        assert a_took[-1] == ConcurrencySlotStatus.CLAIMED
+        if conditional:
+            assert (b_took, holders) == (ConcurrencySlotStatus.BLOCKED, ["run-a"])
+        else:
+            assert (b_took, holders) == (ConcurrencySlotStatus.CLAIMED, ["run-b"])  # A runs, and B runs too
+    finally:
+        for run in ("run-a", "run-b"):
+            storage.free_concurrency_slots_for_run(run)
         instance.dispose()
