@@ -27,7 +27,7 @@ head (Dagster's own `assign_pending_steps`, priority then age) and claims again.
 **One slot, one step.** Taking a slot (`_claim_concurrency_slot`) selects a free slot `FOR UPDATE`, then
 writes the step into it by id alone. Dagster's Postgres connections autocommit, so the lock ends with the
 select: two assigned steps can select the same free slot and both write it, and both run (seen once in
-7 tries of tests/test_postgres.py: the two runs' gpu steps overlapped). `install()` replaces it with the
+7 tries of tests/test_postgres.py: the two runs' gpu steps overlapped; a test there replays it). `install()` replaces it with the
 same select and a conditional write (`... WHERE id = ? AND step_key IS NULL`): the loser tries the next
 free slot, else stays blocked as if it had found none.
 

@@ -15,7 +15,7 @@ import pytest
 from ohlora_core.artifacts import RawImages, image_name
 from ohlora_core.generation import (aligned_batches, generate_images, generate_missing, latent_codes, latent_for_index,
                                     verified_images)
-from ohlora_core.store import ArtifactChanged
+from ohlora_core.store import ArtifactChanged, Ledger
 
 
 def test_latent_is_pure_function_of_seed_and_index():
@@ -110,7 +110,9 @@ def _run_worker(out: Path, n: int, kill_after_files: int | None = None) -> tuple
         return proc.wait(timeout=600), proc.stdout.read()
     deadline = time.time() + 600
     while proc.poll() is None and time.time() < deadline:
-        if out.exists() and len(list((out / "images").glob("*.jpg"))) >= kill_after_files:
+        # some images on disk, and a finished batch in the ledger (recorded after its files are written)
+        if out.exists() and len(list((out / "images").glob("*.jpg"))) >= kill_after_files and \
+                Ledger(out).records():
             os.kill(proc.pid, signal.SIGKILL)
             break
         time.sleep(0.002)
@@ -131,7 +133,8 @@ def test_killed_run_leaves_no_partial_file_and_rerun_is_identical(tmp_path):
     for name in done:  # every visible image is complete, byte for byte
         assert (crashed / "images" / name).read_bytes() == reference[name]
 
+    recorded = len(Ledger(crashed).records())
     rc, out = _run_worker(crashed, n)
     assert rc == 0 and _bytes(crashed / "images") == reference  # no temp leftovers, identical files
-    assert int(out.split()[-1]) < n  # the finished batches were not redone
+    assert int(out.split()[-1]) == n - recorded < n  # exactly what the ledger had not recorded was redone
     assert (crashed / "manifest.json").read_bytes() == (tmp_path / "reference" / "manifest.json").read_bytes()
