@@ -36,6 +36,25 @@ def _home(tmp_path: Path, url: str) -> tuple[Path, dict]:
     return home, {**os.environ, "DAGSTER_HOME": str(home), "DAGSTER_PG_URL": url}
 
 
+def _instance(tmp_path: Path, url: str, monkeypatch) -> dg.DagsterInstance:
+    """An instance on the test's server, configured by deploy/dagster-postgres.yaml (dispose it)."""
+    home = tmp_path / "home"
+    if not home.exists():
+        _home(tmp_path, url)
+    monkeypatch.setenv("DAGSTER_PG_URL", url)
+    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+
+
+def _ours_or_dagsters(monkeypatch, name: str, ours: bool):
+    """SqlEventLogStorage's method `name` as ohlora_dagster installed it, or (ours=False) Dagster's own."""
+    from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
+
+    method = getattr(SqlEventLogStorage, name)
+    assert hasattr(method, "__wrapped__"), f"{name}: ohlora's version not installed"
+    if not ours:
+        monkeypatch.setattr(SqlEventLogStorage, name, method.__wrapped__)
+
+
 def test_generation_runs_on_postgres_and_two_runs_share_the_gpu_pool(postgres_url, tmp_path, monkeypatch):
     home, env = _home(tmp_path, postgres_url)
     config = tmp_path / "run.yaml"
@@ -52,8 +71,7 @@ def test_generation_runs_on_postgres_and_two_runs_share_the_gpu_pool(postgres_ur
     for name in ("a", "b"):
         assert len(list((tmp_path / name / "artifacts/smoke/raw_images/current/images").glob("*.jpg"))) == 2
 
-    monkeypatch.setenv("DAGSTER_PG_URL", postgres_url)
-    instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))  # its dagster.yaml -> Postgres
+    instance = _instance(tmp_path, postgres_url, monkeypatch)  # its dagster.yaml -> Postgres
     try:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         records = instance.get_run_records()
@@ -78,17 +96,10 @@ def test_second_run_setting_up_the_gpu_pool_at_once_does_not_fail(postgres_url, 
     second hits the other's row; Postgres aborts its transaction, so Dagster's fallback update fails and
     so did that run's step (3 of 10 tries of the test above). Replayed in order: A sets the pool up,
     then B does what it would have done a moment earlier."""
-    from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
     from sqlalchemy.exc import DBAPIError
 
-    initialize = SqlEventLogStorage.initialize_concurrency_limit_to_default
-    assert initialize.ohlora_tolerates  # installed by importing ohlora_dagster
-    if not tolerate:
-        monkeypatch.setattr(SqlEventLogStorage, "initialize_concurrency_limit_to_default", initialize.__wrapped__)
-    home, _ = _home(tmp_path, postgres_url)
-    monkeypatch.setenv("DAGSTER_PG_URL", postgres_url)
-    a = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
-    b = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+    _ours_or_dagsters(monkeypatch, "initialize_concurrency_limit_to_default", tolerate)
+    a, b = _instance(tmp_path, postgres_url, monkeypatch), _instance(tmp_path, postgres_url, monkeypatch)
     try:
         a.event_log_storage.delete_concurrency_limit("gpu")  # the module's server is shared: start clean
         assert a.event_log_storage.initialize_concurrency_limit_to_default("gpu")
@@ -138,16 +149,10 @@ def test_a_slot_goes_to_one_step_only(postgres_url, tmp_path, monkeypatch, condi
     writes it. Dagster's claim (write by id) takes it from A, so both steps run; ours leaves B blocked."""
     from contextlib import contextmanager
 
-    from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
     from dagster._utils.concurrency import ConcurrencySlotStatus
 
-    take = SqlEventLogStorage._claim_concurrency_slot
-    assert take.ohlora_takes_once  # installed by importing ohlora_dagster
-    if not conditional:
-        monkeypatch.setattr(SqlEventLogStorage, "_claim_concurrency_slot", take.__wrapped__)
-    home, _ = _home(tmp_path, postgres_url)
-    monkeypatch.setenv("DAGSTER_PG_URL", postgres_url)
-    instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+    _ours_or_dagsters(monkeypatch, "_claim_concurrency_slot", conditional)
+    instance = _instance(tmp_path, postgres_url, monkeypatch)
     storage = instance.event_log_storage
     try:
         storage.set_concurrency_slots("gpu", 1)
