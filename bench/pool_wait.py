@@ -22,6 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
+from gpu_pool_job import execute_args  # noqa: E402
 from proc_stats import group_cpu_seconds  # noqa: E402
 
 from ohlora_dagster.instance import recover_dead_runs  # noqa: E402
@@ -36,13 +37,6 @@ if sys.argv.pop(1) == "dagster":
 from dagster._cli import main
 main()
 """
-
-
-def _run_args(home: Path, name: str, seconds: float, executor: str, marker: str = "") -> list[str]:
-    config = home / f"run-{name}.yaml"
-    execution = "execution: {config: {in_process: {}}}\n" if executor == "in_process" else ""
-    config.write_text(f"ops: {{holds_gpu: {{config: {{seconds: {seconds}, marker: '{marker}'}}}}}}\n" + execution)
-    return ["job", "execute", "-f", str(REPO / "tests" / "gpu_pool_job.py"), "-j", "gpu_job", "-c", str(config)]
 
 
 def _start(cmd: list[str], home: Path, log: Path) -> subprocess.Popen:
@@ -63,7 +57,7 @@ def _waiting_cpu(home: Path, flavour: str, seconds: float, executor: str) -> flo
     """CPU seconds a run of `flavour` used while blocked on the pool for `seconds`."""
     import dagster as dg
 
-    proc = _start([sys.executable, "-c", WAITER, flavour, *_run_args(home, flavour, 0, executor)],
+    proc = _start([sys.executable, "-c", WAITER, flavour, *execute_args(home, flavour, 0, in_process=executor == "in_process")],
                   home, home / f"{flavour}.log")
     try:
         with dg.DagsterInstance.from_config(str(home)) as instance:
@@ -95,7 +89,7 @@ def main() -> None:
         home = Path(tmp)
         (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text().replace("storage/dagster", str(home)))
         marker = home / "holding"
-        holder = _start([sys.executable, "-m", "dagster", *_run_args(home, "holder", 3600, "in_process", str(marker))],
+        holder = _start([sys.executable, "-m", "dagster", *execute_args(home, "holder", 3600, str(marker), in_process=True)],
                         home, home / "holder.log")
         try:
             _wait_for(lambda: marker.exists() or holder.poll() is not None, "the holder to take the slot")

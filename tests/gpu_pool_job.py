@@ -1,10 +1,12 @@
 """A tiny stand-in for the pipeline's GPU steps, for tests/test_instance.py (no torch).
 
 `gpu_job` materializes one asset in pool "gpu" that writes `<marker>` once it holds the pool's
-slot, then sleeps `seconds`. Load it with `dagster job execute -f tests/gpu_pool_job.py -j gpu_job`.
+slot, then sleeps `seconds`. `execute_args` gives the `dagster job execute` arguments for a run of it
+(used by tests/test_instance.py and bench/pool_wait.py).
 """
 import os
 import time
+from pathlib import Path
 
 import dagster as dg
 
@@ -24,3 +26,11 @@ def holds_gpu(config: HoldConfig) -> None:
 
 gpu_job = dg.define_asset_job("gpu_job", selection=[holds_gpu])
 defs = dg.Definitions(assets=[holds_gpu], jobs=[gpu_job])
+
+
+def execute_args(home: Path, name: str, seconds: float, marker: str = "", in_process: bool = False) -> list[str]:
+    """Arguments after `dagster` for run `name` of gpu_job; its run config is written to `home/run-<name>.yaml`."""
+    config = Path(home) / f"run-{name}.yaml"
+    execution = "execution: {config: {in_process: {}}}\n" if in_process else ""
+    config.write_text(f"ops: {{holds_gpu: {{config: {{seconds: {seconds}, marker: '{marker}'}}}}}}\n" + execution)
+    return ["job", "execute", "-f", __file__, "-j", "gpu_job", "-c", str(config)]

@@ -17,10 +17,10 @@ import dagster as dg
 import pytest
 
 from ohlora_dagster.instance import WORKER_TAG
+from gpu_pool_job import execute_args
 from proc_stats import group_cpu_seconds
 
 REPO = Path(__file__).resolve().parents[1]
-JOB_FILE = REPO / "tests" / "gpu_pool_job.py"
 TIMEOUT = 180  # an upper bound for a stuck process; each step takes seconds (more under load)
 
 
@@ -48,14 +48,6 @@ def _env(home: Path) -> dict:
     return {**os.environ, "DAGSTER_HOME": str(home)}
 
 
-def _execute_args(home: Path, name: str, seconds: float, marker: str = "", in_process=False) -> list:
-    config = home / f"{name}.yaml"
-    execution = "execution: {config: {in_process: {}}}\n" if in_process else ""
-    config.write_text(f"ops: {{holds_gpu: {{config: {{seconds: {seconds}, marker: '{marker}'}}}}}}\n"
-                      + execution)
-    return ["job", "execute", "-f", str(JOB_FILE), "-j", "gpu_job", "-c", str(config)]
-
-
 def _dagster(home: Path, *args: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "dagster", *args], cwd=REPO, env=_env(home),
                           capture_output=True, text=True, timeout=timeout)
@@ -65,7 +57,7 @@ def _start_holding_run(home: Path, name: str, groups: list) -> tuple[subprocess.
     """Start a run (own process group) and wait until its step holds the gpu slot."""
     marker = home / f"{name}.holding"
     with open(home / f"{name}.log", "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "dagster", *_execute_args(home, name, 600, str(marker))],
+        proc = subprocess.Popen([sys.executable, "-m", "dagster", *execute_args(home, name, 600, str(marker))],
                                 cwd=REPO, env=_env(home), stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     groups.append(proc)
@@ -105,7 +97,7 @@ def test_killed_run_gives_gpu_slot_to_next_run(home, groups):
         assert instance.get_run_by_id(dead_run_id).tags[WORKER_TAG].split(":")[1] == str(proc.pid)
     _kill_group(proc)
 
-    result = _dagster(home, *_execute_args(home, "next", 0, in_process=True))
+    result = _dagster(home, *execute_args(home, "next", 0, in_process=True))
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"recovered run {dead_run_id}" in result.stderr
     _assert_recovered(home, dead_run_id)
@@ -117,7 +109,7 @@ def test_waiting_run_gets_gpu_slot_when_holder_is_killed(home, groups):
     whole core (10 s of CPU per 10 s waited); and it says it is blocked once."""
     proc, dead_run_id = _start_holding_run(home, "killed", groups)
     with open(home / "waiting.log", "w") as log:
-        waiting = subprocess.Popen([sys.executable, "-m", "dagster", *_execute_args(home, "waiting", 0)],
+        waiting = subprocess.Popen([sys.executable, "-m", "dagster", *execute_args(home, "waiting", 0)],
                                    cwd=REPO, env=_env(home), stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
     groups.append(waiting)
@@ -242,7 +234,7 @@ def test_two_runs_create_new_instance_at_once(tmp_path, attempt):
     barrier = tmp_path / "barrier"
     barrier.mkdir()
     procs = [subprocess.Popen([sys.executable, "-c", AT_THE_SAME_TIME, str(barrier), "2",
-                               *_execute_args(home, f"run{i}", 0, in_process=True)],
+                               *execute_args(home, f"run{i}", 0, in_process=True)],
                               cwd=REPO, env=_env(home), stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
              for i in range(2)]
