@@ -1,4 +1,4 @@
-"""Running batched work on a GPU that may run out of memory."""
+"""Devices: checking that one exists here, and running batched work on a GPU that may run out of memory."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -36,3 +36,38 @@ def halving_batches(run: Callable[[int], T], batch_size: int,
             batch_size //= 2
             if log:
                 log(f"out of GPU memory at batch {failed[-1]}: retrying at batch {batch_size}")
+
+
+class DeviceError(ValueError):
+    """A device name that is not a torch device, or a device this machine does not have."""
+
+
+def check_device(device: str, setting: str = "device") -> None:
+    """`device` names a torch device that exists here (or is `auto`), else DeviceError says what to use;
+    `setting` names where the value came from (a settings field, a CLI flag) in the message."""
+    if device == "auto":
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise DeviceError(f"{setting}={device!r} is not a torch device ({exc}); use auto, cpu, cuda or cuda:N") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"{setting}={device!r}, but CUDA is not available on this machine "
+                              f"(torch {torch.__version__}); use cpu or auto")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(f"{setting}={device!r}, but this machine has {torch.cuda.device_count()} "
+                              f"CUDA device(s); use cuda:0..cuda:{torch.cuda.device_count() - 1}")
+    elif dev.type != "cpu" and not getattr(torch.backends, dev.type, None):
+        raise DeviceError(f"{setting}={device!r} is not supported here; use auto, cpu or cuda")
+
+
+def resolve_device(device: str) -> str:
+    """`auto` -> cuda when available, else cpu; anything else as given (check it with check_device)."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -35,24 +35,13 @@ class SettingsError(ValueError):
 
 def check_device(device: str) -> None:
     """`device` names a torch device that exists here, or SettingsError says what to set instead."""
-    if device == "auto":
-        return
-    import torch
+    from ohlora_core.device import DeviceError
+    from ohlora_core.device import check_device as check
 
     try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise SettingsError(f"settings.device={device!r} is not a torch device ({exc}); use auto, cpu, cuda or "
-                            f"cuda:N") from exc
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise SettingsError(f"settings.device={device!r}, but CUDA is not available on this machine "
-                                f"(torch {torch.__version__}); set device: cpu or auto")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise SettingsError(f"settings.device={device!r}, but this machine has {torch.cuda.device_count()} "
-                                f"CUDA device(s); use cuda:0..cuda:{torch.cuda.device_count() - 1}")
-    elif dev.type != "cpu" and not getattr(torch.backends, dev.type, None):
-        raise SettingsError(f"settings.device={device!r} is not supported here; use auto, cpu or cuda")
+        check(device, "settings.device")
+    except DeviceError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def _env(name: str, default: str) -> str:

@@ -7,6 +7,7 @@ import threading
 import pytest
 from starlette.testclient import TestClient
 
+from ohlora_core.layout import StorageLayout
 from ohlora_core.artifacts import GenderQualityScores
 from ohlora_core.cnn.labels import load_hand_labels
 from ohlora_core.labelling import LabelRequestError, LabelStore, build_app
@@ -97,6 +98,6 @@ def test_a_killed_server_leaves_a_valid_file_with_every_finished_label(tmp_path)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
-    csv = tmp_path / "labels" / "synthesize_results_quality_and_gender.csv"
+    csv = StorageLayout(tmp_path, "smoke").labels_csv  # smoke images: the smoke label file
     table = load_hand_labels(csv, N)
     assert table["img_no"].tolist() == [0, 1, 2, 3, 4] and table["gender"].tolist() == [0, 1, 0, 1, 0]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from ohlora_core.layout import StorageLayout
 from ohlora_core.cnn.labels import load_hand_labels
 from tests.labelling_support import N, free_port, make_storage, start_server
 
@@ -65,6 +66,6 @@ def test_label_ten_images_with_the_keyboard_reload_and_keep_them(server):
             page.screenshot(path=str(ARTIFACTS / "labelling.png"))
         finally:
             browser.close()
-    table = load_hand_labels(root / "labels" / "synthesize_results_quality_and_gender.csv", N, expected_rows=10)
+    table = load_hand_labels(StorageLayout(root, "smoke").labels_csv, N, expected_rows=10)
     assert table["img_no"].tolist() == list(range(10))
     assert table["gender"].tolist() == [1, 0] * 5 and table["quality"].tolist() == [1] * 10

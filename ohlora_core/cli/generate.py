@@ -1,9 +1,7 @@
-"""`ohlora` — the command line of the pipeline's outputs (installed by `pip install -e .`).
+"""`ohlora generate`: images from a fine-tuned generator (or the latent directions) for requested values.
 
-    ohlora generate --version v3 --z-csv test_z_vector_0005.csv --eyes 1.8 --mouth 1.6 --pose -1.2 \\
-        -n 20 --seed 0 --out DIR [--checkpoint FILE]
+    ohlora generate --version v3 --z-csv FILE --eyes 1.8 --mouth 1.6 --pose -1.2 -n 20 --seed 0 --out DIR
     ohlora generate --method directions --eyes 1.8 --mouth 1.6 --pose -1.2 --out DIR
-    ohlora label [--port 8765]          # the hand-labelling page over raw_images
 
 Without `--checkpoint` the generator of the materialized `stylegan_finetune_<version>` asset is used
 (`<storage>/artifacts/<mode>/stylegan_finetune_<version>/current/`; storage from `--storage`,
@@ -13,29 +11,15 @@ generator's w along the `latent_directions` asset's directions instead (no fine-
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from pathlib import Path
 
+from ohlora_core.cli.common import current, layout
+
 PROPERTIES = ("eyes", "hair_color", "hair_length", "mouth", "pose", "background_mean", "background_std")
-REPO_STORAGE = Path(__file__).resolve().parents[1] / "storage"
 
 
-def _current(files_cls, storage: Path, mode: str, instead: str):
-    """The current files of an asset (full mode's if present, else smoke's, unless a mode is given)."""
-    from ohlora_core.store import current_dir
-
-    modes = ("full", "smoke") if mode == "auto" else (mode,)
-    for m in modes:
-        asset = storage / "artifacts" / m / files_cls.NAME
-        if (asset / "current").exists():
-            return files_cls(current_dir(asset))
-    raise SystemExit(f"no materialized {files_cls.NAME} under {storage}/artifacts/{'|'.join(modes)}; materialize it "
-                     f"or pass {instead}")
-
-
-def _pretrained_generator(args, storage: Path, device: str):
+def _pretrained_generator(args, where, device: str):
     """The generator the directions were fitted with: --generator, else the one latent_w recorded."""
     import json
 
@@ -44,7 +28,7 @@ def _pretrained_generator(args, storage: Path, device: str):
 
     if args.generator:
         return load_generator(args.generator, device=device), args.generator
-    weights = json.loads((_current(LatentW, storage, args.mode, "--generator FILE").dir / "recipe.json").read_text())["weights"]
+    weights = json.loads((current(LatentW, where, "--generator FILE").dir / "recipe.json").read_text())["weights"]
     if weights.startswith("smoke_generator(seed="):
         return smoke_generator(int(weights.split("=")[1].rstrip(")"))).to(device), weights
     path = weights.split(" (sha256 ")[0]
@@ -62,7 +46,7 @@ def generate_command(args: argparse.Namespace) -> int:
     from ohlora_core.directions import load_directions
     from ohlora_core.finetune.generate import generate_with_directions
 
-    storage = Path(args.storage or os.environ.get("OHLORA_STORAGE", REPO_STORAGE))
+    where = layout(args.storage, args.mode)
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         z0 = load_z_csv(args.z_csv) if args.z_csv else default_z(args.seed)
@@ -70,13 +54,13 @@ def generate_command(args: argparse.Namespace) -> int:
         common = dict(n=args.n, noise=args.noise, seed=args.seed, batch_size=args.batch, device=device)
         if args.method == "directions":
             path = Path(args.directions) if args.directions else \
-                _current(LatentDirections, storage, args.mode, "--directions FILE").directions
-            G, source = _pretrained_generator(args, storage, device)
+                current(LatentDirections, where, "--directions FILE").directions
+            G, source = _pretrained_generator(args, where, device)
             paths = generate_with_directions(G, load_directions(path), z0, values, args.out, **common)
             what = f"directions {path} on {source}"
         else:
             checkpoint = Path(args.checkpoint) if args.checkpoint else \
-                _current(FINETUNES[args.version], storage, args.mode, "--checkpoint FILE").generator
+                current(FINETUNES[args.version], where, "--checkpoint FILE").generator
             G = load_generator(checkpoint, device=device)
             if not G.label_size:
                 raise GenerationRequestError(f"{checkpoint} is an unconditional generator; pass a fine-tuned one")
@@ -89,31 +73,7 @@ def generate_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def label_command(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from ohlora_core.artifacts import GenderQualityScores, RawImages
-    from ohlora_core.labelling import LabelStore, build_app
-
-    storage = Path(args.storage or os.environ.get("OHLORA_STORAGE", REPO_STORAGE))
-    images = _current(RawImages, storage, args.mode, "a storage with raw_images (--storage)")
-    try:
-        scores = _current(GenderQualityScores, storage, args.mode, "")
-    except SystemExit:
-        scores = None
-    csv = Path(args.csv) if args.csv else storage / "labels" / "synthesize_results_quality_and_gender.csv"
-    n_images = len(json.loads(images.manifest.read_text()))
-    store = LabelStore(csv, n_images)
-    app = build_app(images, store, expected=min(args.expected, n_images), scores=scores)
-    print(f"labelling {n_images} images from {images.dir}; labels in {csv}")
-    print(f"open http://{args.host}:{args.port}/  (Ctrl+C to stop)", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ohlora", description="Oh-LoRA pipeline outputs from the command line.")
-    sub = parser.add_subparsers(dest="command", required=True)
+def add_parser(sub) -> None:
     gen = sub.add_parser("generate", help="images from a fine-tuned generator for requested property values",
                          description="n images around one z (row 0 = z, rows 1.. = z + noise * N(0, 1)), all with "
                                      "the requested property values (normalised scores; others 0). With no "
@@ -139,24 +99,3 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--mode", default="auto", choices=("auto", "full", "smoke"),
                      help="which artifacts to take the generator from (auto: full if present, else smoke)")
     gen.set_defaults(func=generate_command)
-
-    lab = sub.add_parser("label", help="a local page for hand-labelling the generated images (gender, quality)",
-                         description="Serves the raw_images asset's faces on a keyboard-driven page and writes "
-                                     "every label at once to the CSV the hand_labels asset reads.")
-    lab.add_argument("--port", type=int, default=8765)
-    lab.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    lab.add_argument("--expected", type=int, default=2000, help="labels wanted (the progress counter; default 2,000)")
-    lab.add_argument("--csv", help="label file (default: <storage>/labels/synthesize_results_quality_and_gender.csv)")
-    lab.add_argument("--storage", help="storage root (default: $OHLORA_STORAGE or the repository's storage/)")
-    lab.add_argument("--mode", default="auto", choices=("auto", "full", "smoke"))
-    lab.set_defaults(func=label_command)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
