@@ -138,3 +138,137 @@ def test_killed_run_leaves_no_partial_file_and_rerun_is_identical(tmp_path):
     assert rc == 0 and _bytes(crashed / "images") == reference  # no temp leftovers, identical files
     assert int(out.split()[-1]) == n - recorded < n  # exactly what the ledger had not recorded was redone
     assert (crashed / "manifest.json").read_bytes() == (tmp_path / "reference" / "manifest.json").read_bytes()
+
+
+# --- bookkeeping at scale: one hash per image, cheap consumer checks, latents in chunks ---
+
+def _count_hashes(monkeypatch) -> list:
+    import ohlora_core.store as store
+
+    hashed = []
+    real = store.sha256_file
+
+    def counted(path, *a, **k):
+        hashed.append(Path(path).name)
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(store, "sha256_file", counted)
+    return hashed
+
+
+def test_each_image_is_hashed_once_by_its_producer_and_not_by_reruns(generator, tmp_path, monkeypatch):
+    files = RawImages(tmp_path)
+    z = latent_codes(3, range(6))
+    hashed = _count_hashes(monkeypatch)
+    generate_missing(generator, z, 6, files, batch_size=2)
+    assert [h for h in hashed if h.endswith(".jpg")] == []  # hashed from the bytes in memory, never re-read
+    again = generate_missing(generator, z, 6, files, batch_size=2)
+    assert again.written == [] and [h for h in hashed if h.endswith(".jpg")] == []  # size + mtime_ns unchanged
+    os.utime(files.image(4), ns=(1, 10**18))  # touched, same bytes: re-hashed once, then cheap again
+    generate_missing(generator, z, 6, files, batch_size=2)
+    generate_missing(generator, z, 6, files, batch_size=2)
+    assert [h for h in hashed if h.endswith(".jpg")] == ["000004.jpg"]
+    hashed.clear()
+    assert generate_missing(generator, z, 6, files, batch_size=2, verify="full").written == []
+    assert sorted(h for h in hashed if h.endswith(".jpg")) == [image_name(i) for i in range(6)]
+
+
+def test_manifest_bytes_are_unchanged_by_the_stat_sidecar(generator, tmp_path):
+    files = RawImages(tmp_path)
+    generate_missing(generator, latent_codes(3, range(5)), 5, files, batch_size=2)
+    expected = {f"images/{image_name(i)}": hashlib.sha256(files.image(i).read_bytes()).hexdigest() for i in range(5)}
+    assert files.manifest.read_text() == json.dumps(expected, indent=0, sort_keys=True)  # same data version
+    lines = (tmp_path / "manifest.stat.tsv").read_text().splitlines()
+    assert lines[0].endswith(hashlib.sha256(files.manifest.read_bytes()).hexdigest()) and len(lines) == 6
+    name, sha, size, mtime = lines[1].split("\t")
+    st = files.image(0).stat()
+    assert (name, sha, int(size), int(mtime)) == ("images/000000.jpg", expected[name], st.st_size, st.st_mtime_ns)
+
+
+def test_consumers_check_stats_and_rehash_only_what_changed(generator, tmp_path, monkeypatch):
+    files = RawImages(tmp_path)
+    generate_missing(generator, latent_codes(3, range(6)), 6, files, batch_size=2)
+    hashed = _count_hashes(monkeypatch)
+    assert verified_images(files, range(6)) == [files.image(i) for i in range(6)]
+    for i in range(6):
+        verified_images(files, [i])  # one image per call: the manifest is not parsed again
+    assert hashed == ["manifest.json"]
+    data = files.image(2).read_bytes()
+    files.image(2).write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # same size, new mtime: re-hashed, refused
+    with pytest.raises(ArtifactChanged, match=r"000002\.jpg is missing or differs"):
+        verified_images(files, [2])
+    os.utime(files.image(3), ns=(1, 10**18))  # same bytes, touched: re-hashed once and accepted
+    verified_images(files, [3])
+    verified_images(files, [3])
+    assert hashed == ["manifest.json", "000002.jpg", "000003.jpg"]
+    with pytest.raises(ArtifactChanged, match="not part of raw_images"):
+        verified_images(files, [6])
+    from ohlora_core.generation import raw_image_digests
+
+    assert raw_image_digests(files, [1, 0]) == [json.loads(files.manifest.read_text())[f"images/{image_name(i)}"]
+                                                for i in (1, 0)]
+
+
+def test_a_rerun_after_a_crash_between_manifest_and_sidecar_still_verifies(generator, tmp_path):
+    files = RawImages(tmp_path)
+    z = latent_codes(3, range(4))
+    generate_missing(generator, z, 4, files, batch_size=2)
+    (tmp_path / "manifest.stat.tsv").write_text("ohlora-file-index 1 " + "0" * 64 + "\n")  # another manifest's
+    st, data = files.image(1).stat(), files.image(1).read_bytes()
+    files.image(1).write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # the blind spot: same size, mtime restored
+    os.utime(files.image(1), ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.raises(ArtifactChanged, match=r"000001\.jpg"):
+        verified_images(files, range(4))  # without a valid sidecar no stat is trusted: every file is hashed
+    before = files.manifest.read_bytes()
+    assert generate_missing(generator, z, 4, files, batch_size=2, verify="full").written == [1]
+    assert files.manifest.read_bytes() == before and verified_images(files, range(4))
+
+
+def test_chunked_latents_file_is_byte_identical_to_np_save(tmp_path):
+    import io
+
+    from ohlora_core.generation import LatentFile, latent_preview_values, write_latent_codes
+
+    for n, chunk in ((0, 4), (1, 4), (9, 4), (1000, 128)):
+        ref = io.BytesIO()
+        np.save(ref, np.stack([latent_for_index(11, i) for i in range(n)]) if n else np.zeros((0, 512), np.float32))
+        write_latent_codes(tmp_path / f"z{n}.npy", 11, n, chunk=chunk)
+        assert (tmp_path / f"z{n}.npy").read_bytes() == ref.getvalue(), n
+        assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []
+    z = np.load(tmp_path / "z1000.npy")
+    np.testing.assert_array_equal(latent_codes(11, range(1000)), z)  # the preallocated build: same values
+    rows = LatentFile(tmp_path / "z1000.npy")
+    np.testing.assert_array_equal(rows[10:20], z[10:20])
+    np.testing.assert_array_equal(rows[[5, 999]], z[[5, 999]])
+    preview = latent_preview_values(tmp_path / "z1000.npy", max_rows=100, chunk=64)
+    assert preview.sampled == 100 and preview.values.shape == (100 * 512,) and preview.rows == 1000
+    assert preview.mean == pytest.approx(float(z.astype(np.float64).mean()), abs=1e-12)
+    assert preview.std == pytest.approx(float(z.astype(np.float64).std()), rel=1e-9)
+    assert set(preview.histograms()) == {"z (all values) (100 of 1000 rows)", "|z| per image (100 of 1000 rows)"}
+
+
+LATENT_WRITER = textwrap.dedent(
+    """
+    import sys
+    from ohlora_core.generation import write_latent_codes
+    write_latent_codes(sys.argv[1], 5, int(sys.argv[2]), chunk=256)
+    """
+)
+
+
+def test_killed_latents_write_leaves_no_file_and_rerun_is_identical(tmp_path):
+    n, target = 200_000, tmp_path / "latents.npy"  # ~400 MB, a few seconds: killed early
+    proc = subprocess.Popen([sys.executable, "-c", LATENT_WRITER, str(target), str(n)])
+    deadline = time.time() + 300
+    while proc.poll() is None and time.time() < deadline:
+        temps = list(tmp_path.glob("latents.npy.tmp-*"))
+        if temps and temps[0].stat().st_size > 1 << 20:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    assert proc.wait(timeout=60) == -signal.SIGKILL, "the write finished before it could be killed"
+    assert not target.exists()  # only a temp file: readers never see half the rows
+    subprocess.run([sys.executable, "-c", LATENT_WRITER, str(target), "3000"], check=True)
+    ref = tmp_path / "ref.npy"
+    np.save(ref, latent_codes(5, range(3000)))
+    assert target.read_bytes() == ref.read_bytes()

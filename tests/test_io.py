@@ -1,4 +1,5 @@
 """Atomic writes, leftovers from crashes, recipe folders and ledgers, strict checkpoint errors."""
+import json
 import os
 import stat
 import subprocess
@@ -115,3 +116,115 @@ def test_sha256_of_files_depends_on_content_and_order(tmp_path):
 
     assert sha256_of_files([a, b]) == hashlib.sha256((sha256_file(a) + sha256_file(b)).encode()).hexdigest()
     assert sha256_of_files([a, b]) != sha256_of_files([b, a])
+
+
+# --- one hash per file: stats beside the sha256, compaction, manifests streamed byte-identically ---
+
+def _counting_hashes(monkeypatch) -> list:
+    """Record every file store.py hashes (what the stat shortcut must avoid)."""
+    import ohlora_core.store as store
+
+    hashed = []
+
+    def counted(path, *a, **k):
+        hashed.append(os.path.basename(path))
+        return sha256_file(path, *a, **k)
+
+    monkeypatch.setattr(store, "sha256_file", counted)
+    return hashed
+
+
+def _ledger_with_files(folder, n: int) -> Ledger:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        (folder / f"{i}.bin").write_bytes(bytes([i]) * 10)
+    ledger = Ledger(folder)
+    ledger.record({"item": i, "input": f"in{i}", "files": {f"{i}.bin": folder / f"{i}.bin"}} for i in range(n))
+    return ledger
+
+
+def test_unchanged_files_are_not_rehashed_changed_ones_are(tmp_path, monkeypatch):
+    ledger = _ledger_with_files(tmp_path / "a", 4)
+    hashed = _counting_hashes(monkeypatch)
+    inputs = {i: f"in{i}" for i in range(4)}
+    assert sorted(ledger.done(inputs)) == [0, 1, 2, 3] and hashed == []  # size and mtime_ns as recorded
+    os.utime(tmp_path / "a" / "1.bin", ns=(1, 10**18))  # touched: same bytes, another mtime
+    (tmp_path / "a" / "2.bin").write_bytes(b"X" * 10)  # edited in place, same size
+    os.utime(tmp_path / "a" / "2.bin", ns=(1, 2 * 10**18))
+    assert sorted(ledger.done(inputs, refresh=True)) == [0, 1, 3] and sorted(hashed) == ["1.bin", "2.bin"]
+    hashed.clear()
+    assert sorted(ledger.done(inputs)) == [0, 1, 3] and hashed == ["2.bin"]  # 1.bin's new stat was recorded
+    hashed.clear()
+    assert sorted(ledger.done(inputs, verify="full")) == [0, 1, 3] and len(hashed) == 4
+
+
+def test_the_blind_spot_same_size_and_mtime_needs_verify_full(tmp_path):
+    """Documented limit of the cheap check: an in-place edit that keeps size AND mtime_ns."""
+    ledger = _ledger_with_files(tmp_path / "a", 1)
+    path = tmp_path / "a" / "0.bin"
+    st = path.stat()
+    path.write_bytes(b"Y" * 10)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert sorted(ledger.done({0: "in0"})) == [0]  # not seen without reading the file ...
+    assert sorted(ledger.done({0: "in0"}, verify="full")) == []  # ... seen with verify="full"
+
+
+def test_records_of_older_ledgers_without_stats_are_hashed(tmp_path, monkeypatch):
+    folder = tmp_path / "a"
+    folder.mkdir()
+    (folder / "0.bin").write_bytes(b"zero")
+    line = {"item": 0, "input": "in0", "files": {"0.bin": sha256_file(folder / "0.bin")}}
+    (folder / Ledger.NAME).write_text(json.dumps(line) + "\n")
+    hashed = _counting_hashes(monkeypatch)
+    assert sorted(Ledger(folder).done({0: "in0"})) == [0] and hashed == ["0.bin"]
+    (folder / "0.bin").write_bytes(b"ZERO")
+    assert sorted(Ledger(folder).done({0: "in0"})) == []
+
+
+def test_promote_compacts_the_ledger_to_one_line_per_item(tmp_path):
+    stage = RecipeDir(tmp_path / "asset", {"seed": 0})
+    ledger = _ledger_with_files(stage.open(), 3)
+    (stage.path / "1.bin").write_bytes(b"one, redone")
+    ledger.record([{"item": 1, "input": "in1b", "files": {"1.bin": stage.path / "1.bin"}}])  # a later line wins
+    with open(ledger.path, "a") as f:
+        f.write('{"item": 2, "inp')  # a crash's tail
+    before = ledger.records()
+    assert len(ledger.path.read_text().splitlines()) == 5 and before[1]["input"] == "in1b"
+    stage.promote([])
+    lines = ledger.path.read_text().splitlines()
+    assert len(lines) == 3 and [json.loads(x)["item"] for x in lines] == [0, 1, 2]
+    assert ledger.records() == before  # same records, stats included
+    assert sorted(ledger.done({0: "in0", 1: "in1b", 2: "in2"})) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("obj", [{}, {"b": "x", "a": "y"}, {str(i): {"files": {"f": "s"}, "n": [1, 2], "u": "é"}
+                                                              for i in (1, 10, 2, 100, 3)}])
+def test_streamed_json_is_byte_identical_to_json_dumps(tmp_path, obj):
+    from ohlora_core.store import digest_text, write_sorted_json
+
+    text = json.dumps(obj, indent=0, sort_keys=True)
+    digest = write_sorted_json(tmp_path / "m.json", sorted(obj.items()), block=2)
+    assert (tmp_path / "m.json").read_text() == text and digest == digest_text(text)
+
+
+def test_manifest_without_stat_lines_and_sidecar_bound_to_manifest(tmp_path, monkeypatch):
+    from ohlora_core.store import FileIndex, index_path
+
+    ledger = _ledger_with_files(tmp_path / "a", 3)
+    manifest = tmp_path / "a" / "manifest.json"
+    digest = ledger.write_manifest(manifest, [2, 0, 1])
+    records = {str(i): {"item": i, "input": f"in{i}", "files": {f"{i}.bin": sha256_file(tmp_path / "a" / f"{i}.bin")}}
+               for i in range(3)}
+    assert manifest.read_text() == json.dumps(records, indent=0, sort_keys=True)  # the bytes of before: same version
+    hashed = _counting_hashes(monkeypatch)
+    index = FileIndex.load(manifest)
+    index.verify(tmp_path / "a", ["0.bin", "1.bin", "2.bin"], "asset")
+    assert hashed == ["manifest.json"] and FileIndex.load(manifest) is index  # parsed once, files not read
+
+    # a manifest rewritten without its sidecar (a crash between the writes): stats not trusted, all hashed
+    manifest.write_text(manifest.read_text() + " ")
+    hashed.clear()
+    index = FileIndex.load(manifest)
+    index.verify(tmp_path / "a", ["0.bin", "1.bin"], "asset")
+    assert sorted(hashed) == ["0.bin", "1.bin", "manifest.json"] and index_path(manifest).is_file()
+    assert digest != sha256_file(manifest)

@@ -127,3 +127,62 @@ def test_fallback_box_parses_faceless_images_and_lists_them(images, model, tmp_p
     face = np.asarray(Image.open(SegmentationMaps(tmp_path).face(9)))
     assert face.shape == (224, 224, 3) and abs(int(face.mean()) - 200) <= 1  # the blank grey image's centre
 
+
+
+def test_outputs_are_hashed_once_and_the_manifest_keeps_its_bytes(images, model, tmp_path, monkeypatch):
+    import hashlib
+    import json
+
+    import ohlora_core.store as store
+    from ohlora_core.store import Ledger
+
+    hashed = []
+    real = store.sha256_file
+    monkeypatch.setattr(store, "sha256_file", lambda p, *a, **k: hashed.append(Path(p).name) or real(p, *a, **k))
+    files = SegmentationMaps(tmp_path)
+    digests = ["d7", "d9"]
+    first = _run(images, model, tmp_path, batch_size=8, visualizations=True, image_digests=digests)
+    again = _run(images, model, tmp_path, batch_size=8, visualizations=True, image_digests=digests)
+    assert first.written == [7] and again.skipped == [7] and again.no_face == [9]
+    assert [h for h in hashed if h.endswith(".png")] == []  # hashed from memory once, re-checked by stat
+
+    digest = Ledger(files.dir).write_manifest(files.manifest, [9, 7])
+    names = ["face_000007.png", "parsing_000007.png", "parsing_visualization_000007.png"]
+    inputs = batch_inputs([7, 9], digests, 8)
+    rec7 = {"item": 7, "input": inputs[7], "fallback": False,
+            "files": {f"segmentation_results/{n}": hashlib.sha256((files.results_dir / n).read_bytes()).hexdigest()
+                      for n in names}}
+    rec9 = {"item": 9, "input": inputs[9], "files": {}, "no_face": True}
+    text = json.dumps({"7": rec7, "9": rec9}, indent=0, sort_keys=True)
+    assert files.manifest.read_text() == text and digest == hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_consumers_verify_maps_by_stat_and_detect_damage(images, model, tmp_path):
+    from ohlora_core.segmentation.pipeline import verified_maps
+    from ohlora_core.store import ArtifactChanged, Ledger
+
+    files = SegmentationMaps(tmp_path)
+    _run(images, model, tmp_path, batch_size=8, visualizations=True)
+    Ledger(files.dir).write_manifest(files.manifest, [7, 9])
+    verified_maps(files, [7])
+    with pytest.raises(ArtifactChanged, match="image 9 has no files"):
+        verified_maps(files, [9])  # no face: nothing a consumer could read
+    data = files.parsing(7).read_bytes()
+    files.parsing(7).write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    with pytest.raises(ArtifactChanged, match=r"parsing_000007\.png is missing or differs"):
+        verified_maps(files, [7])
+
+
+def test_remove_outputs_except_keeps_the_kept_numbers_and_foreign_files(tmp_path):
+    from ohlora_core.segmentation.pipeline import remove_outputs_except
+
+    files = SegmentationMaps(tmp_path)
+    files.results_dir.mkdir()
+    for no in (1, 2, 1000000):
+        for path in (files.face(no), files.parsing(no), files.visualization(no)):
+            path.write_bytes(b"x")
+    (files.results_dir / "notes.png").write_bytes(b"mine")  # not one of our names: left alone
+    assert remove_outputs_except(files, [2, 1000000]) == 3
+    assert sorted(p.name for p in files.results_dir.iterdir()) == sorted(
+        ["notes.png"] + [p.name for no in (2, 1000000) for p in (files.face(no), files.parsing(no),
+                                                                 files.visualization(no))])

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -33,7 +34,8 @@ from PIL import Image
 from ohlora_core.artifacts import SegmentationMaps
 from ohlora_core.io import atomic_write_bytes, clean_partial_files, sha256_file
 from ohlora_core.progress import Progress
-from ohlora_core.store import Ledger
+from ohlora_core.store import (ArtifactChanged, BatchDigests, FileIndex, Ledger, Record, RecordTable, TableBuilder,
+                               file_stat)
 from ohlora_core.segmentation.face_crop import crop_faces, face_uint8
 
 # RGB colour per class (0 background .. 10 hair), the original's visualisation palette.
@@ -97,15 +99,17 @@ def _load_rgb(path: Path) -> Image.Image:
         raise ValueError(f"cannot read image {path}: {exc}") from exc
 
 
-def batch_inputs(numbers: Sequence[int], digests: Sequence[str], batch_size: int) -> dict[int, str]:
+def batch_inputs(numbers: Sequence[int], digests: Sequence[str], batch_size: int) -> BatchDigests:
     """{image number: digest of its batch's contents} — what an image's maps depend on besides the
     recipe. Batches are blocks of `batch_size` image numbers; a batch's digest covers every
-    (number, image sha256) in it, so any change to a batch redoes the whole batch."""
+    (number, image sha256) in it, so any change to a batch redoes the whole batch. A
+    `store.BatchDigests` mapping (one digest per batch, not one entry per image)."""
     members: dict[int, list] = {}
     for no, d in sorted(zip(map(int, numbers), digests)):
         members.setdefault(no // batch_size, []).append([no, d])
     by_batch = {b: hashlib.sha256(json.dumps(m).encode()).hexdigest() for b, m in members.items()}
-    return {int(no): by_batch[int(no) // batch_size] for no in numbers}
+    items = np.unique(np.fromiter((int(n) for n in numbers), np.int64, count=len(numbers)))
+    return BatchDigests(items, batch_size, by_batch)
 
 
 def segment_images(
@@ -122,6 +126,7 @@ def segment_images(
     batched_detection: bool = True,
     fallback_box: Sequence[float] | None = None,
     log=None,
+    verify: str = "stat",
 ) -> SegmentationSummary:
     """Detect, crop and parse every image into `files`' folder; record each in the folder's ledger.
 
@@ -131,33 +136,21 @@ def segment_images(
     `batched_detection=False` runs MTCNN one image at a time like the original (batched
     convolutions shift box coordinates by ~1e-5 px, which can move an int()-truncated crop edge by
     one pixel in rare cases). `fallback_box`: see `face_crop.crop_faces` (smoke mode only); such
-    images are listed in `fallback`.
+    images are listed in `fallback`. `verify`: how recorded outputs are re-checked (`store.file_intact`).
     """
     if len(image_paths) != len(image_numbers):
         raise ValueError(f"{len(image_paths)} image paths but {len(image_numbers)} image numbers")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    files.results_dir.mkdir(parents=True, exist_ok=True)
-    clean_partial_files(files.results_dir)
     start = time.perf_counter()
-    numbers = [int(n) for n in image_numbers]
-    paths = dict(zip(numbers, map(Path, image_paths)))
+    paths = dict(zip((int(n) for n in image_numbers), map(Path, image_paths)))
     digests = list(image_digests) if image_digests is not None else [sha256_file(p) for p in image_paths]
-    inputs = batch_inputs(numbers, digests, batch_size)
-    ledger = Ledger(files.dir)
-    done = ledger.done(inputs)
-    summary = SegmentationSummary()
-    batches: dict[int, list[int]] = {}
-    for no in sorted(numbers):
-        batches.setdefault(no // batch_size, []).append(no)
-
-    work = [members for members in batches.values() if any(no not in done for no in members)]
-    progress = Progress(sum(len(m) for m in work), log, "segmentation_maps", unit="images")
+    plan = plan_segmentation(files, image_numbers, digests, batch_size, verify)
+    progress = Progress(sum(len(m) for m in plan.work), log, "segmentation_maps", unit="images")
     if log:
-        log(f"segmentation_maps: {sum(1 for n in numbers if n not in done)} of {len(numbers)} images to parse "
-            f"({len(done)} intact already) in {len(work)} batch(es) of up to {batch_size}, on {device}")
-    for members in work:
-        todo = [no for no in members if no not in done]
+        log(f"segmentation_maps: {plan.todo_count} of {len(paths)} images to parse ({len(plan.done)} intact already) "
+            f"in {len(plan.work)} batch(es) of up to {batch_size}, on {device}")
+    for members in plan.work:
         # the whole batch runs (same contents as a from-scratch run), only what is missing is written
         crops = dict(zip(members, crop_faces(mtcnn, [_load_rgb(paths[no]) for no in members],
                                              batched=batched_detection, fallback_box=fallback_box)))
@@ -169,30 +162,123 @@ def segment_images(
                 labels = dict(zip(found, model.parse_labels(x.to(device)).to("cpu", torch.uint8).numpy()))
             faces = dict(zip(found, face_uint8(x)))
         records = []
-        for no in todo:
+        for no in plan.missing(members):
             crop = crops[no]
-            record = {"item": no, "input": inputs[no], "files": {}}
             if crop is None:
-                record["no_face"] = True
-            else:
-                record["fallback"] = crop.prob == 0.0
-                outputs = [(files.face(no), encode_png(faces[no], rgb=True)),
-                           (files.parsing(no), encode_png(labels[no]))]
-                if visualizations:
-                    outputs.append((files.visualization(no), encode_png(overlay(faces[no], labels[no]), rgb=True)))
-                for path, data in outputs:
-                    atomic_write_bytes(path, data)
-                    record["files"][path.relative_to(files.dir).as_posix()] = hashlib.sha256(data).hexdigest()
-                summary.written.append(no)
-            records.append(record)
-        ledger.record(records)
+                records.append({"item": no, "input": plan.inputs[no], "files": {}, "no_face": True})
+                continue
+            outputs = [(files.face(no), encode_png(faces[no], rgb=True)), (files.parsing(no), encode_png(labels[no]))]
+            if visualizations:
+                outputs.append((files.visualization(no), encode_png(overlay(faces[no], labels[no]), rgb=True)))
+            records.append({**write_outputs(files, outputs), "item": no, "input": plan.inputs[no],
+                            "fallback": crop.prob == 0.0})
+        plan.record(records)
         progress.tick(len(members))
-
-    final = ledger.done(inputs)
-    summary.skipped = sorted(no for no, rec in done.items() if rec["files"])
-    summary.no_face = sorted(no for no, rec in final.items() if rec.get("no_face"))
-    summary.fallback = sorted(no for no, rec in final.items() if rec.get("fallback"))
-    summary.written.sort()
+    summary = plan.summary()
     summary.seconds = time.perf_counter() - start
     return summary
 
+
+def write_outputs(files: SegmentationMaps, outputs: Sequence[tuple[Path, bytes]]) -> dict:
+    """Write each (path, bytes) atomically; return the ledger fields {"files": {name: sha256},
+    "stat": {name: (size, mtime_ns)}}: the one hash of each file, from its bytes in memory, and its
+    stat taken right after the write."""
+    shas, stats = {}, {}
+    for path, data in outputs:
+        atomic_write_bytes(path, data)
+        name = path.relative_to(files.dir).as_posix()
+        shas[name], stats[name] = hashlib.sha256(data).hexdigest(), file_stat(path)
+    return {"files": shas, "stat": stats}
+
+
+@dataclass
+class SegmentationPlan:
+    """The bookkeeping of one `segment_images` call (everything but the model): which batches to
+    run, which images to write, and the records, read once and kept column-wise in memory (no
+    re-check at the end: what this call wrote it hashed from memory)."""
+
+    ledger: Ledger
+    inputs: Mapping[int, str]
+    done: RecordTable
+    work: list[list[int]]
+    written: list[tuple[int, Record]] = field(default_factory=list)
+
+    @property
+    def todo_count(self) -> int:
+        return sum(1 for members in self.work for no in members if no not in self.done)
+
+    def missing(self, members: Sequence[int]) -> list[int]:
+        return [no for no in members if no not in self.done]
+
+    def record(self, records: Sequence[dict]) -> None:
+        self.written += self.ledger.record(records)
+
+    @property
+    def records(self) -> RecordTable:
+        """Every requested image's current record (intact before, or written now)."""
+        builder = TableBuilder()
+        builder.add_table(self.done)
+        for item, rec in self.written:
+            builder.add(item, rec)
+        return builder.build()
+
+    def summary(self) -> SegmentationSummary:
+        final = self.records
+        flags = {key: [i for i, extra in enumerate(final.extra_values) if dict(extra).get(key)]
+                 for key in ("no_face", "fallback")}
+        return SegmentationSummary(
+            written=sorted(no for no, rec in self.written if rec.files),
+            skipped=self.done.items[self.done.counts > 0].tolist(),
+            no_face=final.items[np.isin(final.extra_ids, flags["no_face"])].tolist(),
+            fallback=final.items[np.isin(final.extra_ids, flags["fallback"])].tolist())
+
+
+def plan_segmentation(files: SegmentationMaps, image_numbers: Sequence[int], image_digests: Sequence[str],
+                      batch_size: int, verify: str = "stat") -> SegmentationPlan:
+    """Prepare the results folder (crash leftovers removed), read the ledger once and decide which
+    fixed batches must run: those holding an image that is not recorded intact with its input."""
+    files.results_dir.mkdir(parents=True, exist_ok=True)
+    clean_partial_files(files.results_dir)
+    numbers = [int(n) for n in image_numbers]
+    inputs = batch_inputs(numbers, image_digests, batch_size)
+    ledger = Ledger(files.dir)
+    done = ledger.done(inputs, verify=verify, refresh=True)
+    batches: dict[int, list[int]] = {}
+    for no in sorted(set(numbers)):
+        batches.setdefault(no // batch_size, []).append(no)
+    work = [members for members in batches.values() if any(no not in done for no in members)]
+    return SegmentationPlan(ledger, inputs, done, work)
+
+
+_OUTPUT_NAME = re.compile(r"^(?:parsing|face|parsing_visualization)_(\d{6,})\.png$")
+
+
+def remove_outputs_except(files: SegmentationMaps, keep: Iterable[int]) -> int:
+    """Delete the results folder's PNGs of image numbers not in `keep` (images that left the
+    filtered set); files not named like our outputs are left alone. One pass, one set: O(files).
+    Returns how many files were deleted."""
+    keep = {int(n) for n in keep}
+    removed = 0
+    for path in files.results_dir.glob("*.png"):
+        match = _OUTPUT_NAME.match(path.name)
+        if match and int(match.group(1)) not in keep:
+            path.unlink()
+            removed += 1
+    return removed
+
+
+def verified_maps(files: SegmentationMaps, numbers: Iterable[int], verify: str = "stat") -> None:
+    """Check the files of `numbers` (parsed images) against segmentation_maps' manifest before a
+    consumer reads them; ArtifactChanged names the first image or file that is missing or changed.
+    Files keep the stats recorded beside the manifest, so unchanged files are not read
+    (`verify="full"` reads all)."""
+    index = FileIndex.load(files.manifest)
+    names = []
+    for no in map(int, numbers):
+        candidates = (files.face(no), files.parsing(no), files.visualization(no))
+        listed = [name for name in (p.relative_to(files.dir).as_posix() for p in candidates) if name in index]
+        if not listed:
+            raise ArtifactChanged(f"image {no} has no files in segmentation_maps' manifest "
+                                  f"({files.manifest}); re-materialize segmentation_maps")
+        names += listed
+    index.verify(files.dir, names, "segmentation_maps", verify)
