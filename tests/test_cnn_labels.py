@@ -55,3 +55,36 @@ def test_smoke_labels_deterministic_both_classes():
     small = smoke_labels(20, seed=1)
     assert (small["quality"] == 0).sum() == 5  # at least one bad image per stratified fold
     assert set(np.unique(smoke_labels(2, 0)["gender"])) == {0, 1}
+
+
+@pytest.mark.parametrize("text, pattern", [
+    # issue 17 finding 6: blank lines and quoted line breaks used to shift the reported line
+    ("img_name,quality,gender\n0,1,1\n\n\n1,2,0\n", r"quality must be 0 or 1 at line\(s\) 5 "),
+    ('img_name,quality,gender\n"0\n",1,1\n1,1,x\n', r"gender must be 0 or 1 at line\(s\) 4 "),
+    ('img_name,quality,gender\n"0\n",1,1\n\n1,1,0\n1,1,1\n', r"duplicate image number\(s\) \[1\] at line\(s\) 5, 6"),
+    ("img_name,quality,gender\n0,1,1\n1,1,0,7\n",
+     r"expected 3 fields \(img_name,quality,gender\) on every line; line 3 has 4"),
+    ("img_name,quality,img_name\n0,1,1\n", r"line 1: the header names \['img_name'\] more than once"),
+    ('img_name,quality,gender\n0,1,1\n"1,1,0\n',
+     r"cannot parse as CSV at line 3: .*quote opened there is never closed"),
+    ('img_name,quality,gender\n0,1,1\n\n"1"x,1,0\n', r"cannot parse as CSV at line 4: ',' expected after '\"'"),
+])
+def test_reported_lines_are_the_lines_an_editor_shows(tmp_path, text, pattern):
+    path = _write(tmp_path, text)
+    with pytest.raises(LabelError, match=pattern) as info:
+        load_hand_labels(path, n_images=10)
+    assert str(path) in str(info.value)
+
+
+def test_a_non_utf8_byte_names_its_line_and_byte_offset(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_bytes(b"img_name,quality,gender\n0,1,1\n1,1,\xe9\n")
+    with pytest.raises(LabelError) as info:
+        load_hand_labels(path, n_images=10)
+    assert str(info.value) == (f"{path}: line 3 (byte offset 34) is not UTF-8 text (b'\\xe9'); save the file as UTF-8")
+
+
+def test_a_spreadsheets_byte_order_mark_and_crlf_are_fine(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_bytes("\ufeffimg_name,quality,gender\r\n0,1,1\r\n\r\n1, 0, 0\r\n".encode())
+    assert load_hand_labels(path, n_images=10).values.tolist() == [[0, 1, 1], [1, 0, 0]]

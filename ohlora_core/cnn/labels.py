@@ -7,6 +7,8 @@ original) — `000123.jpg`, `000123.png` or `000123` are accepted too. Values ar
 """
 from __future__ import annotations
 
+import csv
+import io
 import re
 from pathlib import Path
 
@@ -22,27 +24,63 @@ class LabelError(ValueError):
     """The hand-label CSV is malformed; the message names the file and the offending CSV line(s)."""
 
 
-def _lines(mask: np.ndarray, limit: int = 10) -> str:
-    rows = (np.flatnonzero(mask) + 2).tolist()  # +1 for 1-based, +1 for the header line
+def _read_table(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
+    """The CSV as strings, and for each row the file line it starts on (blank lines and quoted line breaks
+    counted, so every message names the line an editor shows). LabelError for bytes or quoting that do not parse."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")  # a spreadsheet's byte-order mark is not part of the header
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise LabelError(f"{path}: line {line} (byte offset {exc.start}) is not UTF-8 text "
+                         f"({data[exc.start:exc.start + 1]!r}); save the file as UTF-8") from None
+    reader = csv.reader(io.StringIO(text, newline=""), skipinitialspace=True, strict=True)
+    rows, starts, start = [], [], 1
+    try:
+        for row in reader:
+            if row != [] and row != [""] and not (len(row) == 1 and row[0].isspace()):  # a blank line
+                rows.append(row)
+                starts.append(start)
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        hint = " (a quote opened there is never closed)" if "end of data" in str(exc) else ""
+        raise LabelError(f"{path}: cannot parse as CSV at line {start}: {exc}{hint}") from None
+    if not rows:
+        raise LabelError(f"{path}: cannot parse as CSV: the file is empty; expected the header "
+                         f"{','.join(REQUIRED_COLUMNS)}")
+    return _as_frame(path, rows, starts), np.asarray(starts[1:], dtype=np.int64)
+
+
+def _as_frame(path: Path, rows: list[list[str]], starts: list[int]) -> pd.DataFrame:
+    header = [c.strip() for c in rows[0]]
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise LabelError(f"{path}: line {starts[0]}: the header names {repeated} more than once; expected "
+                         f"{','.join(REQUIRED_COLUMNS)}")
+    wrong = [(line, len(row)) for line, row in zip(starts[1:], rows[1:]) if len(row) != len(header)]
+    if wrong:
+        raise LabelError(f"{path}: expected {len(header)} fields ({','.join(header)}) on every line; line "
+                         f"{wrong[0][0]} has {wrong[0][1]}" + (f" ({len(wrong)} such lines)" if len(wrong) > 1 else ""))
+    return pd.DataFrame(rows[1:], columns=header, dtype=str)
+
+
+def _lines(mask: np.ndarray, line_numbers: np.ndarray, limit: int = 10) -> str:
+    rows = line_numbers[np.flatnonzero(mask)].tolist()
     return ", ".join(map(str, rows[:limit])) + (f" ... ({len(rows)} in all)" if len(rows) > limit else "")
 
 
 def load_hand_labels(csv_path: str | Path, n_images: int, expected_rows: int | None = None) -> pd.DataFrame:
     """Read and validate the hand-label CSV -> DataFrame[img_no, gender, quality] (int64, sorted by img_no).
 
-    Raises LabelError (naming the file and 1-based CSV line numbers) for: unreadable/empty file,
-    missing columns, an img_name that is not an image number, gender/quality not 0 or 1 (or empty),
-    duplicate image numbers, image numbers < 0 or >= n_images, and (if given) a row count other
-    than `expected_rows`.
+    Raises LabelError (naming the file and the 1-based line numbers an editor shows) for: unreadable/empty
+    file, bytes that are not UTF-8, a line with the wrong number of fields, missing columns, an img_name
+    that is not an image number, gender/quality not 0 or 1 (or empty), duplicate image numbers, image
+    numbers < 0 or >= n_images, and (if given) a row count other than `expected_rows`.
     """
     path = Path(csv_path)
     if not path.is_file():
         raise LabelError(f"hand-label file not found: {path}")
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise LabelError(f"{path}: cannot parse as CSV ({exc})") from exc
-    raw.columns = [c.strip() for c in raw.columns]
+    raw, line_numbers = _read_table(path)
     missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
     if missing:
         raise LabelError(f"{path}: missing column(s) {missing}; expected header {','.join(REQUIRED_COLUMNS)}, "
@@ -54,7 +92,7 @@ def load_hand_labels(csv_path: str | Path, n_images: int, expected_rows: int | N
     bad_name = match.isna().to_numpy()
     if bad_name.any():
         raise LabelError(f"{path}: img_name must be an image number like 123 or 000123.jpg at line(s) "
-                         f"{_lines(bad_name)} (got {raw['img_name'][bad_name].head(3).tolist()})")
+                         f"{_lines(bad_name, line_numbers)} (got {raw['img_name'][bad_name].head(3).tolist()})")
     img_no = match.astype(np.int64).to_numpy()
 
     values = {}
@@ -62,18 +100,18 @@ def load_hand_labels(csv_path: str | Path, n_images: int, expected_rows: int | N
         v = raw[col].str.strip().map(_BINARY)
         bad = v.isna().to_numpy()
         if bad.any():
-            raise LabelError(f"{path}: {col} must be 0 or 1 at line(s) {_lines(bad)} "
+            raise LabelError(f"{path}: {col} must be 0 or 1 at line(s) {_lines(bad, line_numbers)} "
                              f"(got {raw[col][bad].head(3).tolist()})")
         values[col] = v.astype(np.int64).to_numpy()
 
     dup = pd.Series(img_no).duplicated(keep=False).to_numpy()
     if dup.any():
         raise LabelError(f"{path}: duplicate image number(s) {sorted(set(img_no[dup].tolist()))[:10]} "
-                         f"at line(s) {_lines(dup)}")
+                         f"at line(s) {_lines(dup, line_numbers)}")
     out_of_range = (img_no < 0) | (img_no >= n_images)
     if out_of_range.any():
         raise LabelError(f"{path}: image number(s) {img_no[out_of_range][:10].tolist()} outside 0..{n_images - 1} "
-                         f"at line(s) {_lines(out_of_range)}")
+                         f"at line(s) {_lines(out_of_range, line_numbers)}")
 
     if expected_rows is not None and len(raw) != expected_rows:
         raise LabelError(f"{path}: {len(raw)} labelled image(s), but {expected_rows} are expected "
