@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +25,10 @@ FILE_MODE = 0o666 & ~_UMASK
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; rename it to `path` on success."""
+    """Yield a temporary path next to `path`; rename it to `path` on success.
+
+    A rewrite keeps the mode of the file it replaces (a 0600 label file stays private); a new file gets
+    FILE_MODE, what a plain open() under the process's umask gives."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + TMP_MARKER, dir=path.parent)
@@ -32,11 +36,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
-        os.chmod(tmp, FILE_MODE)
+        os.chmod(tmp, _mode_for(path))
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _mode_for(path: Path) -> int:
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return FILE_MODE
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
