@@ -8,7 +8,10 @@ Where `gender_quality_scores` was materialized, each image shows the 5-model ens
 probabilities; "most uncertain first" orders by distance from the 0.5 decision (active learning).
 
 Only images of the asset are served: the route takes an image *number*, checked against the
-asset's manifest; no part of a request becomes a path. The server binds 127.0.0.1 by default.
+asset's manifest; no part of a request becomes a path. The app sits behind `ohlora_core.local_server`'s
+guard: only the page's own loopback origin may read or change anything, label changes only as JSON,
+small bodies; malformed input is a 400 with a message. In smoke mode the page says that its images are
+noise and that its label file feeds nothing.
 """
 from __future__ import annotations
 
@@ -22,12 +25,13 @@ import pandas as pd
 from ohlora_core.artifacts import GenderQualityScores, RawImages
 from ohlora_core.cnn.labels import load_hand_labels, write_hand_labels_csv
 from ohlora_core.io import atomic_write_text
+from ohlora_core.local_server import DEFAULT_MAX_BODY, BadInput, guard, json_error_handlers, read_json_object
 
 PAGE = Path(__file__).with_name("labelling_page.html")
 
 
-class LabelRequestError(ValueError):
-    """A label request that names no image of the set or carries a value other than 0/1."""
+class LabelRequestError(BadInput):
+    """A label request that names no image of the set or carries a value other than 0/1 (answered 400)."""
 
 
 @dataclass
@@ -110,8 +114,34 @@ def cnn_probabilities(scores: GenderQualityScores | None) -> dict[int, dict[str,
     return out
 
 
-def build_app(images: RawImages, store: LabelStore, expected: int, scores: GenderQualityScores | None = None):
-    """The Starlette app: the page, the image of a number, the items, and label changes."""
+def cnn_notes(scores: GenderQualityScores | None, numbers, probs: dict, mode: str) -> tuple[str | None, dict[int, str]]:
+    """Why the page shows no CNN suggestion: for the whole page (None when there are suggestions) and per image.
+
+    The ensemble predicts only the images that were unlabelled when `gender_quality_scores` ran, so a hand-
+    labelled image (then) has no prediction; an image the asset never saw (fewer images then) has none either.
+    """
+    if scores is None:
+        return f"no CNN suggestions: gender_quality_scores is not materialized ({mode} mode)", {}
+    if not probs:
+        return "no CNN suggestions: every image was hand-labelled when gender_quality_scores was materialized", {}
+    seen = set(pd.read_csv(scores.table, usecols=["img_no"])["img_no"]) if scores.table.is_file() else set(numbers)
+    notes = {no: "hand-labelled when gender_quality_scores was materialized; the CNNs predict only unlabelled images"
+             if no in seen else "not in gender_quality_scores (materialized for fewer images); rematerialize it"
+             for no in numbers if len(probs.get(no, {})) < 2}
+    return None, notes
+
+
+def page_notice(mode: str, csv: Path) -> str | None:
+    """The banner of a smoke-mode page: its images are noise and its labels feed nothing."""
+    if mode != "smoke":
+        return None
+    return (f"smoke mode: random-weight images, not faces; labels go to {csv}, which the smoke pipeline does not "
+            "read — it uses stand-in labels")
+
+
+def build_app(images: RawImages, store: LabelStore, expected: int, scores: GenderQualityScores | None = None,
+              mode: str = "full", max_body: int = DEFAULT_MAX_BODY):
+    """The page, the image of a number, the items and label changes, behind the local-server guard."""
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
@@ -121,18 +151,21 @@ def build_app(images: RawImages, store: LabelStore, expected: int, scores: Gende
     numbers = sorted(int(name.split("/")[-1].split(".")[0]) for name in manifest)
     known = set(numbers)
     probs = cnn_probabilities(scores)
+    cnn_note, notes = cnn_notes(scores, numbers, probs, mode)
+    about = {"mode": mode, "labels_file": str(store.path), "notice": page_notice(mode, store.path),
+             "cnn": bool(probs), "cnn_note": cnn_note}
 
     def item(no: int) -> dict:
         label = store.labels.get(no, Label())
         p = probs.get(no, {})
         return {"no": no, "gender": label.gender, "quality": label.quality,
-                "p_gender": p.get("gender"), "p_quality": p.get("quality")}
+                "p_gender": p.get("gender"), "p_quality": p.get("quality"), "cnn_note": notes.get(no)}
 
     async def page(request: Request) -> Response:
         return HTMLResponse(PAGE.read_text())
 
     async def items(request: Request) -> Response:
-        return JSONResponse({"expected": expected, "labelled": store.labelled, "cnn": bool(probs),
+        return JSONResponse({**about, "expected": expected, "labelled": store.labelled,
                              "items": [item(no) for no in numbers]})
 
     async def image(request: Request) -> Response:
@@ -142,14 +175,10 @@ def build_app(images: RawImages, store: LabelStore, expected: int, scores: Gende
         return FileResponse(images.image(no), media_type="image/jpeg")
 
     async def label(request: Request) -> Response:
-        try:
-            body = await request.json()
-            if not isinstance(body, dict):
-                raise LabelRequestError("expected a JSON object {no, gender?, quality?}")
-            store.set(body.get("no"), body.get("gender"), body.get("quality"))
-        except (LabelRequestError, json.JSONDecodeError) as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
+        body = await read_json_object(request, what="label request")  # BadInput / LabelRequestError: a 400
+        store.set(body.get("no"), body.get("gender"), body.get("quality"))
         return JSONResponse({"item": item(int(body["no"])), "labelled": store.labelled})
 
-    return Starlette(routes=[Route("/", page), Route("/api/items", items), Route("/image/{no:int}", image),
-                             Route("/api/label", label, methods=["POST"])])
+    app = Starlette(routes=[Route("/", page), Route("/api/items", items), Route("/image/{no:int}", image),
+                            Route("/api/label", label, methods=["POST"])], exception_handlers=json_error_handlers())
+    return guard(app, max_body=max_body)

@@ -19,8 +19,9 @@ from ohlora_core.store import RecipeDir
 N = 12
 
 
-def make_storage(root, n=N, with_cnn=True):
-    """A storage root with a `raw_images` asset of n small faces (and CNN predictions)."""
+def make_storage(root, n=N, with_cnn=True, labelled_then=()):
+    """A storage root with a `raw_images` asset of n small faces and, `with_cnn`, a `gender_quality_scores`
+    whose ensemble scored every image but `labelled_then` (hand-labelled when it was materialized)."""
     stage = RecipeDir(root / "artifacts" / "smoke" / "raw_images", {"test": n})
     images = RawImages(stage.open())
     rng = np.random.default_rng(0)
@@ -33,9 +34,11 @@ def make_storage(root, n=N, with_cnn=True):
     if with_cnn:
         stage = RecipeDir(root / "artifacts" / "smoke" / "gender_quality_scores", {"test": n})
         scores = GenderQualityScores(stage.open())
+        scored = [i for i in range(n) if i not in labelled_then]
         for prop in ("gender", "quality"):
             atomic_write_csv(scores.inference(prop), pd.DataFrame({
-                "img_no": range(n), f"property_{prop}_final_score": np.linspace(0.02, 0.98, n)}))
+                "img_no": scored, f"property_{prop}_final_score": np.linspace(0.02, 0.98, n)[scored]}))
+        atomic_write_csv(scores.table, pd.DataFrame({"img_no": range(n), "gender_score": 0.5, "quality_score": 0.5}))
         stage.promote([])
     return RawImages(root / "artifacts" / "smoke" / "raw_images" / "current")
 
@@ -52,10 +55,15 @@ def post(port, body):
     return json.loads(urllib.request.urlopen(req, timeout=10).read())
 
 
-def start_server(root, port):
+def label_command(root, *args) -> list[str]:
+    """The `ohlora label` command line for a storage root (smoke mode: no real checkpoint there)."""
+    return [sys.executable, "-m", "ohlora_core.cli", "label", "--storage", str(root), *map(str, args)]
+
+
+def start_server(root, port, *args):
     """`ohlora label` as a user starts it, in its own process group; returns once it answers."""
-    proc = subprocess.Popen([sys.executable, "-m", "ohlora_core.cli", "label", "--storage", str(root), "--port",
-                             str(port), "--expected", "10"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen(label_command(root, "--port", port, "--expected", 10, *args),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True, text=True)
     deadline = time.time() + 60
     while time.time() < deadline:
