@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ohlora_core.finetune import protocol
+from ohlora_core.progress import Progress
 from ohlora_core.scores.common import SCORE_NAMES
 from ohlora_core.seeding import derive_seed
 from ohlora_core.stylegan import synthesize_w
@@ -75,26 +76,40 @@ def report_latents(n_z: int, seed: int) -> torch.Tensor:
     return torch.randn(n_z, 512, generator=gen)
 
 
-def evaluate(name: str, method: Method, property_cnn, zs: torch.Tensor, device, batch_size: int = 50,
-             stride: int = 1) -> MethodReport:
+def evaluate(name: str, method: Method, property_cnn, zs: torch.Tensor, device, batch_size: int = 10,
+             stride: int = 1, log: Callable[[str], None] | None = None) -> MethodReport:
     """Run the test of every z through `method` and the CNN (eval mode). `stride` > 1 takes every
-    stride-th combination only (smoke runs; the pass rule then speaks of that subset)."""
+    stride-th combination only (smoke runs; the pass rule then speaks of that subset). Progress goes to
+    `log` after every batch of `batch_size` images (a full-size generator takes about a second per image
+    on a CPU, so a z of 50 combinations in one batch would be a minute without a line)."""
     combos = protocol.label_combinations().astype(np.float32)[::stride]
     property_cnn = property_cnn.to(device).eval()
+    if log:
+        subset = f" (every {stride}th of {len(protocol.label_combinations())})" if stride > 1 else ""
+        log(f"controllability {name}: {len(zs)} z x {len(combos)} combinations{subset} = "
+            f"{len(zs) * len(combos)} images")
+    progress = Progress(len(zs) * len(combos), log, f"controllability {name}", unit="images")
     measured, per_z = [], []
     start = time.perf_counter()
     with torch.no_grad():
         for z in zs:
-            outs = []
-            for i in range(0, len(combos), batch_size):
-                rows = combos[i:i + batch_size]
-                images = method(z.expand(len(rows), -1).to(device), rows)
-                outs.append(property_cnn(images).float().cpu().numpy())
-            m = np.concatenate(outs)
+            m = _measure(method, property_cnn, z, combos, device, batch_size, progress)
             measured.append(m)
             per_z.append(protocol.score_z(m, combos))
     seconds = (time.perf_counter() - start) / (len(zs) * len(combos))
     return MethodReport(name, np.repeat(combos[None], len(zs), axis=0), np.stack(measured), per_z, seconds)
+
+
+def _measure(method: Method, property_cnn, z: torch.Tensor, combos: np.ndarray, device, batch_size: int,
+             progress: Progress) -> np.ndarray:
+    """The CNN's outputs for one z under every combination: [len(combos), 7]."""
+    outs = []
+    for i in range(0, len(combos), batch_size):
+        rows = combos[i:i + batch_size]
+        images = method(z.expand(len(rows), -1).to(device), rows)
+        outs.append(property_cnn(images).float().cpu().numpy())
+        progress.tick(len(rows))
+    return np.concatenate(outs)
 
 
 def finetuned_method(G, label_names: tuple[str, ...]) -> Method:
