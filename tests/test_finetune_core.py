@@ -1,15 +1,23 @@
 """The GAN fine-tuning core on small deterministic networks: restructuring, freezing, the train step's
-G-repeat rule, the matching-aware option, original-layout checkpoints, snapshot/resume."""
+G-repeat rule, the matching-aware option, original-layout checkpoints, snapshot/resume, and the one
+entry point `finetune.train` (inputs, files, result, resume) with the loop's seeding."""
 import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from ohlora_core.finetune.loop import GanTask, GanTrainer, fit
+from ohlora_core.artifacts import StyleganFinetuneV1, StyleganFinetuneV4
+from ohlora_core.finetune import TrainInputs, train
+from ohlora_core.finetune.cnn_loop import CnnLoopTask
+from ohlora_core.finetune.cvae import CvaeTask
+from ohlora_core.finetune.gan import LOG_COLUMNS, GanTask, GanTrainer
+from ohlora_core.finetune.loop import run_task
 from ohlora_core.finetune.restructure import conditional_discriminator, conditional_generator
-from ohlora_core.finetune.variants import V1, V4
+from ohlora_core.finetune.training import task_class
+from ohlora_core.finetune.variants import V1, V2, V3, V4
 from ohlora_core.io import CheckpointError
 from ohlora_core.stylegan import load_discriminator, load_generator
 
@@ -35,7 +43,8 @@ def tiny():
     return G.state_dict(), D.state_dict()
 
 
-TINY_V1 = V1.with_overrides(d_trainable=("layer6", "layer7", "layer8"), drop_discriminator_keys=("layer8.weight", "layer8.bias"))
+TINY_V1 = V1.with_overrides(d_trainable=("layer6", "layer7", "layer8"),
+                            drop_discriminator_keys=("layer8.weight", "layer8.bias"))
 
 
 def _pair(pretrained, variant=V1, seed=0):
@@ -100,7 +109,8 @@ def test_a_step_changes_only_trainable_parameters(tiny):
     before_d = {k: v.clone() for k, v in trainer.D.named_parameters()}
     images, labels = _batch(4, size=32)
     gen = torch.Generator().manual_seed(0)
-    trainer.step((images.float() / 127.5 - 1), torch.from_numpy(labels), lambda: torch.randn(4, 512, generator=gen), gen)
+    trainer.step((images.float() / 127.5 - 1), torch.from_numpy(labels), lambda: torch.randn(4, 512, generator=gen),
+                 gen)
     for name, p in trainer.G.named_parameters():
         assert torch.equal(p, before_g[name]) == (name in trainer.g_frozen), name
     for name, p in trainer.D.named_parameters():
@@ -186,7 +196,7 @@ def _fit(tiny, tmp_path, fail_at=None):
         return step(batch, generator, epoch, idx)
 
     task.step = dying_step
-    return trainer, fit(task, epochs=2, seed=3, snapshot=tmp_path / "snap.pt", snapshot_every=1)
+    return trainer, run_task(task, epochs=2, seed=3, snapshot=tmp_path / "snap.pt", snapshot_every=1)
 
 
 def test_a_resumed_training_equals_an_uninterrupted_one(tiny, tmp_path):
@@ -212,3 +222,110 @@ def test_a_snapshot_this_code_cannot_resume_names_the_file(tiny, tmp_path):
     with pytest.raises(CheckpointError, match=r"snap\.pt: not a v1 snapshot this code can resume.*Delete it"):
         _fit(tiny, tmp_path / "b")
     assert snapshot.is_file()
+
+
+# ---------------------------------------------------------------- finetune.train (v1 / v4 on tiny networks)
+
+
+def _train_v1(tiny, out, log=None, epochs=2):
+    images, labels = _batch(4, size=32)
+    inputs = TrainInputs(generator=tiny[0], discriminator=tiny[1], images=images, labels=labels)
+    return train(TINY_V1.with_overrides(batch_size=2), inputs, StyleganFinetuneV1(out), epochs=epochs, seed=3,
+                 snapshot_every=1, samples_per_label=1, log=log)
+
+
+def test_train_v1_writes_the_originals_files_and_lists_every_output(tiny, tmp_path):
+    result = _train_v1(tiny, tmp_path)
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert result.outputs == written == ["loss.png", "real_fake.png", "samples/epoch_0000.png",
+                                         "samples/epoch_0001.png", "stylegan_dis_fine_tuned_v1.pth",
+                                         "stylegan_gen_fine_tuned_v1.pth", "train_log.csv"]  # snapshot removed
+    on_disk = pd.read_csv(tmp_path / "train_log.csv", index_col=0)
+    pd.testing.assert_frame_equal(result.log, on_disk)  # the log as written
+    assert list(on_disk.columns[:len(LOG_COLUMNS)]) == LOG_COLUMNS and len(on_disk) == 4
+    assert (result.epochs_done, result.resumed_from, result.best, result.tests) == (2, None, None, None)
+    assert result.summary["steps"] == 4 and result.summary["final_d_loss"] == on_disk["d_loss"].iloc[-1]
+    assert 1 <= result.summary["mean_g_updates_per_step"] <= 4
+
+
+def test_train_v1_is_the_same_bytes_whatever_the_global_rng(tiny, tmp_path):
+    torch.manual_seed(1)
+    _train_v1(tiny, tmp_path / "a", epochs=1)
+    torch.manual_seed(2)
+    _train_v1(tiny, tmp_path / "b", epochs=1)
+    for name in ("stylegan_gen_fine_tuned_v1.pth", "stylegan_dis_fine_tuned_v1.pth", "samples/epoch_0000.png"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_a_resumed_train_lists_the_earlier_attempts_files_and_ends_alike(tiny, tmp_path):
+    def dies_in_epoch_1(line: str) -> None:
+        if "epoch 1 step 0" in line:  # after epoch 0's snapshot and samples
+            raise KeyboardInterrupt("killed")
+
+    straight = _train_v1(tiny, tmp_path / "a")
+    with pytest.raises(KeyboardInterrupt):
+        _train_v1(tiny, tmp_path / "b", log=dies_in_epoch_1)
+    assert (tmp_path / "b" / "snapshot.pt").is_file()
+    resumed = _train_v1(tiny, tmp_path / "b")
+    assert resumed.resumed_from == (1, 0) and straight.resumed_from is None
+    assert resumed.outputs == straight.outputs and "samples/epoch_0000.png" in resumed.outputs
+    for name in ("stylegan_gen_fine_tuned_v1.pth", "stylegan_dis_fine_tuned_v1.pth"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    drop = ["step_seconds"]
+    pd.testing.assert_frame_equal(resumed.log.drop(columns=drop), straight.log.drop(columns=drop))
+
+
+def test_train_names_the_variant_and_the_input_it_lacks_before_writing(tiny, tmp_path):
+    with pytest.raises(ValueError, match=r"fine-tune v1 needs TrainInputs.images, TrainInputs.labels \(it trains "
+                                         r"from generator, discriminator, images, labels\)"):
+        train(V1, TrainInputs(generator=tiny[0], discriminator=tiny[1]), StyleganFinetuneV1(tmp_path), epochs=1,
+              seed=0)
+    with pytest.raises(ValueError, match=r"fine-tune v2 does not use TrainInputs.discriminator"):
+        train(V2, TrainInputs(generator=tiny[0], discriminator=tiny[1], property_cnn={}),
+              StyleganFinetuneV1(tmp_path), epochs=1, seed=0)
+    images, labels = _batch(2, size=32)
+    with pytest.raises(ValueError, match=r"v1 writes stylegan_finetune_v1, got files of stylegan_finetune_v4"):
+        train(V1, TrainInputs(generator=tiny[0], discriminator=tiny[1], images=images, labels=labels),
+              StyleganFinetuneV4(tmp_path), epochs=1, seed=0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_each_variant_names_its_task_class():
+    assert [task_class(v) for v in (V1, V2, V3, V4)] == [GanTask, CnnLoopTask, CvaeTask, GanTask]
+    assert [v.inputs for v in (V2, V3)] == [("generator", "property_cnn"),
+                                            ("generator", "property_cnn", "gender_cnn", "images", "labels")]
+
+
+class _DropoutTask:
+    """A task whose steps draw from torch's global RNG (dropout), as v2 / v3 do through the CNNs."""
+
+    name, device = "toy", torch.device("cpu")
+
+    def batches(self, epoch):
+        return [0, 1]
+
+    def step(self, batch, generator, epoch, idx):
+        return {"kept": int(torch.nn.functional.dropout(torch.ones(64), 0.5).count_nonzero())}
+
+    def end_epoch(self, epoch, rows):
+        return False
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+def test_run_task_seeds_the_global_rng_by_position_and_leaves_the_callers_alone():
+    """Before, dropout masks came from whatever state the process's global RNG was in: two v2 / v3 runs
+    with one seed wrote different bytes."""
+    runs = []
+    for caller_seed in (1, 2):
+        torch.manual_seed(caller_seed)
+        runs.append([r["kept"] for r in run_task(_DropoutTask(), epochs=2, seed=5).log])
+        after = torch.rand(3)
+        torch.manual_seed(caller_seed)
+        assert torch.equal(after, torch.rand(3))  # the caller's RNG did not move
+    assert runs[0] == runs[1] and len(set(runs[0])) > 1  # same per position, different between steps
+    assert [r["kept"] for r in run_task(_DropoutTask(), epochs=2, seed=6).log] != runs[0]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ohlora_core.finetune.loop import GanTrainer
+from ohlora_core.finetune.gan import GanTrainer
 from ohlora_core.finetune.restructure import conditional_discriminator, conditional_generator
 from ohlora_core.finetune.variants import V1, V4
 

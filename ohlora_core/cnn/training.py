@@ -10,6 +10,12 @@ Differences from the original: splits use `random_state` and all randomness (ini
 order) comes from seeds derived from (seed, property, fold, attempt), so a CPU run is reproducible
 byte for byte; retries are capped (`max_attempts`) and end in `TrainingFailed`; images are decoded
 once (see data.py); `max_epochs` can cap training (smoke mode).
+
+`fit` is the CNN stages' loop (gender / quality here, the property-score CNN in property_cnn.py), kept
+apart from fine-tuning's `ohlora_core.finetune.loop.run_task`: it is driven by a validation metric after
+every epoch, sums the loss on the device (no sync per step), and is neither resumed nor snapshotted (a
+fold trains in minutes and a failed fold is retried whole), while the fine-tuning loop resumes step by
+step with per-step seeded randomness. Both share `ohlora_core.early_stopping`.
 """
 from __future__ import annotations
 
@@ -74,7 +80,8 @@ class FitResult:
 
 
 def fit(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, train_index: np.ndarray,
-        transform: Callable[[torch.Tensor], torch.Tensor], loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        transform: Callable[[torch.Tensor], torch.Tensor],
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
         validate: Callable[[nn.Module], dict], stop_key: str, *, shuffle_seed: int, max_epochs: int | None = None,
         patience: int = PATIENCE, batch_size: int = TRAIN_BATCH_SIZE, lr: float = LR, t_max: int = T_MAX,
         loss_is_sum: bool = True, log: Callable[[str], None] | None = None, name: str = "") -> FitResult:
@@ -112,7 +119,8 @@ def fit(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, train_ind
         scheduler.step()
         done = best.update(epoch, stop, lambda: cpu_copy(model.state_dict()))
         if log:
-            log(f"{name + ' ' if name else ''}epoch {epoch}: train_loss {rows[-1]['train_loss']:.4f}, {stop_key} {stop:.4f} (best {best.loss:.4f} @ {best.epoch})")
+            log(f"{name + ' ' if name else ''}epoch {epoch}: train_loss {rows[-1]['train_loss']:.4f}, "
+                f"{stop_key} {stop:.4f} (best {best.loss:.4f} @ {best.epoch})")
         if done or (max_epochs is not None and epoch + 1 >= max_epochs):
             break
         epoch += 1
@@ -149,12 +157,14 @@ def binary_metrics(probs: np.ndarray, labels: np.ndarray, threshold: float) -> d
 
 # ---------------------------------------------------------------- K-fold driver
 
-def kfold_splits(labels: np.ndarray, stratified: bool, seed: int, n_splits: int = K_FOLDS) -> list[tuple[np.ndarray, np.ndarray]]:
+def kfold_splits(labels: np.ndarray, stratified: bool, seed: int,
+                 n_splits: int = K_FOLDS) -> list[tuple[np.ndarray, np.ndarray]]:
     """(train_idx, valid_idx) per fold; shuffle=True with random_state=seed (the original had none)."""
     labels = np.asarray(labels)
     rs = int(seed) % (2 ** 32)
     if stratified:
-        return list(StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=rs).split(np.zeros(len(labels)), labels))
+        splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=rs)
+        return list(splitter.split(np.zeros(len(labels)), labels))
     return list(KFold(n_splits=n_splits, shuffle=True, random_state=rs).split(np.zeros(len(labels))))
 
 

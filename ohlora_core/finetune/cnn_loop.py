@@ -1,4 +1,4 @@
-"""StyleGAN-FineTune-v2: v1's generator trained through the property-score CNN, as a `fit` task.
+"""StyleGAN-FineTune-v2: v1's generator trained through the property-score CNN, as a `run_task` task.
 
 As the original codes it (stylegan_generator_v2_gen_model.py): `cnn(G(z, y, style_mixing_prob=0))`
 against random N(0, 1) labels, `MSELoss(out[:, :6], y[:, :6])`, AdamW lr 1e-5 over G *and* the CNN
@@ -6,37 +6,55 @@ against random N(0, 1) labels, `MSELoss(out[:, :6], y[:, :6])`, AdamW lr 1e-5 ov
 curriculum `z = r z_fixed + (1 - r) z_new` with `r = 0.9 ** group` moves from one fixed batch to fresh
 ones; early stopping after 100 groups without a lower group-mean loss; the best group's generator is
 the result. The original reports that it does not learn; it is kept runnable to show what it does.
-An epoch of `fit` is one step group here.
+An epoch of `run_task` is one step group here.
+
+Files (`artifacts.StyleganFinetuneV2`): the best group's generator (bare state_dict), the per-step log,
+a sample grid per step group (the variant's label rows) and a loss plot.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ohlora_core.cnn.models import PropertyScoreCNN
 from ohlora_core.early_stopping import EarlyStopping, cpu_copy
+from ohlora_core.io import atomic_torch_save, atomic_write_csv, load_state_dict_strict
+from ohlora_core.pictures import line_plot, save_png
 from ohlora_core.seeding import derive_seed
 
-from .loop import Z_DIM
+from .loop import Z_DIM, TaskRun, freeze_all_but
+from .restructure import conditional_generator
+from .samples import SampleGrid
 from .variants import CnnLoopVariant
+
+if TYPE_CHECKING:
+    from ohlora_core.artifacts import StyleganFinetuneV2
+
+    from .training import TrainInputs
 
 LOSS_NAMES = ("eyes", "hair_color", "hair_length", "mouth", "pose", "background_mean")  # the original's log
 
 
 class CnnLoopTask:
-    """v2 as a `fit` task; `best.state` (the best step group's generator) is the result."""
+    """v2 as a `run_task` task; `early_stopping.state` (the best step group's generator) is the result."""
 
     name = "v2"
+    tests = None  # no per-group test (v3 has one)
 
-    def __init__(self, G, property_cnn: nn.Module, variant: CnnLoopVariant, device: str | torch.device, seed: int):
-        self.variant, self.device, self.seed = variant, torch.device(device), seed
+    def __init__(self, G, property_cnn: nn.Module, variant: CnnLoopVariant, device: str | torch.device, seed: int,
+                 samples_per_label: int = 4, log: Callable[[str], None] | None = None):
+        self.variant, self.device, self.seed, self.log = variant, torch.device(device), seed, log
         self.G, self.cnn = G.to(self.device).train(), property_cnn.to(self.device)
         self.cnn.train(not variant.cnn_eval)  # the original: train mode, dropout on
         if variant.freeze:  # the README's intent: only G's mapping network trains
-            params = [p for n, p in self.G.named_parameters() if n.split(".")[0] == "mapping"]
-            for n, p in self.G.named_parameters():
-                p.requires_grad_(n.split(".")[0] == "mapping")
+            params = freeze_all_but(self.G, variant.g_trainable)
             self.cnn.requires_grad_(False)
         else:  # the original (freeze call commented out): everything
             params = [*self.G.parameters(), *self.cnn.parameters()]
@@ -46,7 +64,17 @@ class CnnLoopTask:
         gen = torch.Generator().manual_seed(derive_seed(seed, "v2-fixed"))
         self.fixed_z = torch.randn(variant.batch_size, Z_DIM, generator=gen)
         self.fixed_y = torch.randn(variant.batch_size, variant.label_size, generator=gen)
-        self.best = EarlyStopping(variant.patience)  # over step groups; its state is the best generator
+        self.early_stopping = EarlyStopping(variant.patience)  # over step groups; its state: the best G
+        self.grid = SampleGrid.fixed(variant.sample_labels, samples_per_label,
+                                     torch.Generator().manual_seed(derive_seed(seed, "v2-samples")), self.device)
+
+    @classmethod
+    def from_inputs(cls, variant: CnnLoopVariant, inputs: TrainInputs, *, seed: int, device: str | torch.device,
+                    samples_per_label: int, log: Callable[[str], None] | None) -> CnnLoopTask:
+        G = conditional_generator(inputs.generator, variant, seed, source="stylegan_finetune_v1 generator")
+        cnn = PropertyScoreCNN()
+        load_state_dict_strict(cnn, inputs.property_cnn, "property_score_cnn checkpoint")
+        return cls(G, cnn, variant, device, seed, samples_per_label, log)
 
     def batches(self, epoch: int) -> list[int]:
         return list(range(self.variant.step_group_size))
@@ -57,7 +85,8 @@ class CnnLoopTask:
         new_z = torch.randn(v.batch_size, Z_DIM, generator=generator)
         new_y = torch.randn(v.batch_size, v.label_size, generator=generator)
         r = v.curriculum_base ** group
-        return (r * self.fixed_z + (1.0 - r) * new_z).to(self.device), (r * self.fixed_y + (1.0 - r) * new_y).to(self.device)
+        z, y = r * self.fixed_z + (1.0 - r) * new_z, r * self.fixed_y + (1.0 - r) * new_y
+        return z.to(self.device), y.to(self.device)
 
     def loss(self, z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.cnn(self.G(z, y, style_mixing_prob=0.0)["image"]).to(torch.float32)
@@ -76,73 +105,50 @@ class CnnLoopTask:
         z, y = self.inputs(epoch, generator)
         loss, out = self.train_on(z, y)
         with torch.no_grad():
-            per = {f"{name}_loss": float(F.mse_loss(out[:, i:i + 1], y[:, i:i + 1])) for i, name in enumerate(LOSS_NAMES)}
+            per = {f"{name}_loss": float(F.mse_loss(out[:, i:i + 1], y[:, i:i + 1]))
+                   for i, name in enumerate(LOSS_NAMES)}
         return {"loss": loss.item(), **per}
 
     def end_epoch(self, epoch: int, rows: list[dict]) -> bool:
         group_loss = float(np.mean([r["loss"] for r in rows]))
-        if self.best.update(epoch, group_loss, lambda: cpu_copy(self.G.state_dict())):
+        if self.early_stopping.update(epoch, group_loss, lambda: cpu_copy(self.G.state_dict())):
             return True
         self.scheduler.step()
         return False
 
     def state_dict(self) -> dict:
         return {"G": self.G.state_dict(), "cnn": self.cnn.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), **self.best.state_dict()}
+                "scheduler": self.scheduler.state_dict(), **self.early_stopping.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.G.load_state_dict(state["G"])
         self.cnn.load_state_dict(state["cnn"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.best.load_state_dict(state)
+        self.early_stopping.load_state_dict(state)
 
+    # ---- the files `finetune.train` writes
 
-def train_v2(variant: CnnLoopVariant, v1_generator_state: dict, property_cnn_state: dict, files, *, epochs: int,
-             seed: int, device: str = "cpu", max_steps: int | None = None, samples_per_label: int = 4,
-             log=None):
-    """Run v2 into `files` (`artifacts.StyleganFinetuneV2`): the best group's generator (bare
-    state_dict), the per-step log, a sample grid per step group (the original's 7 label rows)."""
-    import pandas as pd
+    @property
+    def best(self) -> tuple[int, float] | None:
+        """(step group, group-mean loss) of the generator kept; None before any group ended."""
+        stop = self.early_stopping
+        return None if stop.loss is None else (stop.epoch, stop.loss)
 
-    from ohlora_core.cnn.models import PropertyScoreCNN
-    from ohlora_core.io import (
-        atomic_torch_save,
-        atomic_write_csv,
-        load_state_dict_strict,
-    )
-    from ohlora_core.pictures import image_grid, line_plot, save_png
+    def write_epoch(self, files: StyleganFinetuneV2, group: int) -> None:
+        self.grid.write(self.G, files.samples(group), self.log, f"v2 step group {group} samples")
 
-    from .gan import sample_images
-    from .loop import fit
-    from .restructure import conditional_generator
+    def write_final(self, files: StyleganFinetuneV2, run: TaskRun) -> tuple[pd.DataFrame, list[Path]]:
+        log = pd.DataFrame(run.log)
+        table = log.round(4)
+        atomic_write_csv(files.train_log, table, index=True)
+        atomic_torch_save(files.generator, self.early_stopping.state)
+        save_png(line_plot({"loss": log["loss"]}, title="fine-tune v2 (MSE of the CNN's 6 outputs)"), files.loss_plot)
+        return table, [files.generator, files.train_log, files.loss_plot,
+                       *(files.samples(group) for group in range(run.epochs_done))]
 
-    G = conditional_generator(v1_generator_state, variant, seed, source="stylegan_finetune_v1 generator")
-    cnn = PropertyScoreCNN()
-    load_state_dict_strict(cnn, property_cnn_state, "property_score_cnn checkpoint")
-    task = CnnLoopTask(G, cnn, variant, device, seed)
-    gen = torch.Generator().manual_seed(derive_seed(seed, "v2-samples"))
-    rows = torch.tensor(SAMPLE_LABELS, dtype=torch.float32)
-    z = torch.randn(samples_per_label, Z_DIM, generator=gen).repeat(len(rows), 1).to(task.device)
-    y = rows.repeat_interleave(samples_per_label, dim=0).to(task.device)
-    on_group = task.end_epoch
-
-    def end_epoch(group: int, group_rows: list[dict]) -> bool:
-        save_png(image_grid(sample_images(task.G, z, y), cols=samples_per_label, thumb=128), files.samples(group))
-        return on_group(group, group_rows)
-
-    task.end_epoch = end_epoch
-    result = fit(task, epochs=epochs, seed=seed, snapshot=files.snapshot, max_steps=max_steps, log=log)
-    table = pd.DataFrame(result.log)
-    atomic_write_csv(files.train_log, table.round(4), index=True)
-    atomic_torch_save(files.generator, task.best.state)
-    save_png(line_plot({"loss": table["loss"]}, title="fine-tune v2 (MSE of the CNN's 6 outputs)"), files.loss_plot)
-    files.snapshot.unlink(missing_ok=True)
-    return task, result, table
-
-
-# the original's test labels during v2 (test_create_output_images): 7 rows, background_std 0
-SAMPLE_LABELS = ((1.2, 1.2, 1.2, -1.2, -1.2, 1.2, 0.0), (-1.2, 1.2, 1.2, -1.2, -1.2, 1.2, 0.0),
-                 (-1.2, -1.2, 1.2, -1.2, -1.2, 1.2, 0.0), (-1.2, -1.2, -1.2, -1.2, -1.2, 1.2, 0.0),
-                 (-1.2, -1.2, -1.2, 1.2, -1.2, 1.2, 0.0), (-1.2, -1.2, -1.2, 1.2, 1.2, 1.2, 0.0),
-                 (-1.2, -1.2, -1.2, 1.2, 1.2, -1.2, 0.0))
+    @staticmethod
+    def summary(table: pd.DataFrame) -> dict:
+        group_loss = table.groupby("epoch")["loss"].mean()
+        return {"steps": len(table), "step_groups": int(group_loss.size), "first_group_loss": float(group_loss.iloc[0]),
+                "lowest_group_loss": float(group_loss.min())}

@@ -1,4 +1,4 @@
-"""StyleGAN-FineTune-v3: the conditional "VAE" (encoder + v1's generator as decoder) as a `fit` task.
+"""StyleGAN-FineTune-v3: the conditional "VAE" (encoder + v1's generator as decoder) as a `run_task` task.
 
 As the original codes it (stylegan_generator_v3_gen_model.py): the encoder (5 reflect-padded stride-2
 convs 3->32->64->128->128->256, 256 -> 8 px; `fc1` [flatten ++ labels] 16391 -> 512 + ELU;
@@ -8,25 +8,45 @@ gender CNN (fold 0), both frozen; loss `C + G + 0.2 M + 0.05 V`. One AdamW: the 
 parameters at lr 1e-4 (only `mapping.*` train) and the encoder's at 1e-5; cosine (T_max 10) per epoch.
 After every epoch the original's controllability test runs on z's sampled from the last batches'
 mu / logvar; an epoch where a z passes is checkpointed with that z.
+
+Files (`artifacts.StyleganFinetuneV3`): the best epoch's generator and encoder, a checkpoint pair +
+`test_z_vector` for every epoch in which a test z passed, the test table (every epoch's z's), the
+per-step log (the original's columns), a loss plot and per-epoch sample grids (the first test z under
+the test's 50 combinations).
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ohlora_core.cnn.data import as_image_bank, to_signed_float
+from ohlora_core.cnn.models import GenderCNN, PropertyScoreCNN
 from ohlora_core.early_stopping import EarlyStopping, cpu_copy
+from ohlora_core.io import atomic_torch_save, atomic_write_csv, load_state_dict_strict
+from ohlora_core.pictures import line_plot, save_png
+from ohlora_core.progress import Progress
 from ohlora_core.seeding import derive_seed
 
 from . import protocol
-from .loop import Z_DIM
+from .loop import Z_DIM, TaskRun, freeze_all_but
+from .restructure import conditional_generator
+from .samples import SampleGrid
 from .variants import CvaeVariant
 
+if TYPE_CHECKING:
+    from ohlora_core.artifacts import StyleganFinetuneV3
+
+    from .training import TrainInputs
+
+TEST_BATCH = 10  # label combinations per generator call in the per-epoch test
 LOSS_NAMES = ("eyes", "hair_color", "hair_length", "mouth", "pose", "back_mean", "back_std")  # the original's log
 
 
@@ -99,22 +119,20 @@ def keep_z_columns(G, v1_state: dict) -> None:
 
 
 class CvaeTask:
-    """v3 as a `fit` task."""
+    """v3 as a `run_task` task."""
 
     name = "v3"
 
     def __init__(self, G, encoder: CVAEEncoder, property_cnn: nn.Module, gender_cnn: nn.Module, images: Tensor,
                  labels: np.ndarray, variant: CvaeVariant, device: str | torch.device, seed: int,
-                 on_epoch: Callable[[int, list[protocol.ZResult], Tensor], None] | None = None):
-        self.variant, self.device, self.seed, self.on_epoch = variant, torch.device(device), seed, on_epoch
+                 log: Callable[[str], None] | None = None):
+        self.variant, self.device, self.seed, self.log = variant, torch.device(device), seed, log
         self.G, self.encoder = G.to(self.device).train(), encoder.to(self.device).train()
         self.property_cnn, self.gender_cnn = property_cnn.to(self.device), gender_cnn.to(self.device)
         for cnn in (self.property_cnn, self.gender_cnn):
             cnn.train(not variant.cnn_eval)  # the original: train mode, dropout on
             cnn.requires_grad_(False)
-        self.mapping = [p for n, p in self.G.named_parameters() if n.split(".")[0] == "mapping"]
-        for n, p in self.G.named_parameters():
-            p.requires_grad_(n.split(".")[0] == "mapping")
+        self.mapping = freeze_all_but(self.G, variant.g_trainable)
         self.optimizer = torch.optim.AdamW([{"params": self.mapping, "lr": variant.mapping_lr},
                                             {"params": list(self.encoder.parameters()), "lr": variant.encoder_lr}],
                                            lr=variant.mapping_lr)
@@ -126,8 +144,26 @@ class CvaeTask:
             raise ValueError(f"v3: expected finite labels [{self.bank.shape[0]}, {variant.label_size}], "
                              f"got {tuple(self.y.shape)}")
         self.recent: list[tuple[Tensor, Tensor]] = []   # (mu[0], logvar[0]) of this epoch's last batches
-        self.best = EarlyStopping(variant.patience)  # its state: the best epoch's G and encoder
+        self.early_stopping = EarlyStopping(variant.patience)  # its state: the best epoch's G and encoder
         self.tests: list[dict] = []                     # per epoch: pass table row
+        self.z_table: list[dict] = []                   # per epoch and test z: the original's result_each_z row
+        self.last_test: tuple[list[protocol.ZResult], Tensor] | None = None  # this epoch's (results, z's)
+
+    @classmethod
+    def from_inputs(cls, variant: CvaeVariant, inputs: TrainInputs, *, seed: int, device: str | torch.device,
+                    samples_per_label: int, log: Callable[[str], None] | None) -> CvaeTask:
+        """v1's generator as decoder (label embedding 24), both CNNs from their checkpoints, a seeded
+        fresh encoder. `samples_per_label` is not used: v3's grid is the first test z under the test's labels."""
+        G = conditional_generator(inputs.generator, variant, seed, source="stylegan_finetune_v1 generator")
+        if variant.keep_v1_dense0:
+            keep_z_columns(G, inputs.generator)
+        cnns = []
+        for model, state, what in ((PropertyScoreCNN(), inputs.property_cnn, "property_score_cnn checkpoint"),
+                                   (GenderCNN(), inputs.gender_cnn, "gender CNN fold 0 checkpoint")):
+            load_state_dict_strict(model, state, what)
+            cnns.append(model)
+        return cls(G, smoke_encoder(seed, variant.label_size), *cnns, inputs.images, inputs.labels, variant, device,
+                   seed, log)
 
     def batches(self, epoch: int) -> list[Tensor]:
         n, b = self.bank.shape[0], self.variant.batch_size
@@ -170,45 +206,63 @@ class CvaeTask:
         eps = torch.randn(mus.shape, generator=torch.Generator().manual_seed(derive_seed(self.seed, "v3-test", epoch)))
         return mus + eps * torch.exp(0.5 * logvars)
 
-    def run_test(self, zs: Tensor) -> list[protocol.ZResult]:
-        """The controllability test for each z: 50 label combinations, scored by the property CNN."""
+    def run_test(self, zs: Tensor, name: str = "v3 test") -> list[protocol.ZResult]:
+        """The controllability test for each z: its 50 label combinations, scored by the property CNN.
+        Generated TEST_BATCH combinations at a time so that progress lines come while a z runs (one
+        full-size z takes about a minute on a CPU; the original generated one image at a time)."""
         rows = torch.from_numpy(protocol.label_rows(self.variant.labels)).to(self.device)
+        progress = Progress(len(zs) * len(rows), self.log, name, unit="images")
+        if self.log:
+            self.log(f"{name}: {len(zs)} z x {len(rows)} label combinations = {len(zs) * len(rows)} images")
         self.G.eval()
         try:
             with torch.no_grad():
-                results = []
-                for z in zs.to(self.device):
-                    image = self.G(z.expand(len(rows), -1), rows, trunc_psi=1.0, trunc_layers=0,
-                                   randomize_noise=False)["image"]
-                    results.append(protocol.score_z(self.property_cnn(image).float().cpu().numpy()))
+                return [self._test_z(z, rows, progress) for z in zs.to(self.device)]
         finally:
             self.G.train()
-        return results
+
+    def _test_z(self, z: Tensor, rows: Tensor, progress: Progress) -> protocol.ZResult:
+        scores = []
+        for i in range(0, len(rows), TEST_BATCH):
+            labels = rows[i:i + TEST_BATCH]
+            image = self.G(z.expand(len(labels), -1), labels, trunc_psi=1.0, trunc_layers=0,
+                           randomize_noise=False)["image"]
+            scores.append(self.property_cnn(image).float().cpu().numpy())
+            progress.tick(len(labels))
+        return protocol.score_z(np.concatenate(scores))
 
     def end_epoch(self, epoch: int, rows: list[dict]) -> bool:
         weights = np.array([r["batch_size"] for r in rows], np.float64)
         train_loss = float(np.dot([r["total_loss"] for r in rows], weights) / weights.sum())
         zs = self.test_zs(epoch)
-        results = self.run_test(zs)
-        passed = [i for i, r in enumerate(results) if r.passed]
-        self.tests.append({"epoch": epoch, "train_loss": train_loss, "passed_z": len(passed), "of": len(results),
-                           "first_passed": passed[0] if passed else -1,
-                           **{f"best_{p}_corr": max((r.corr[p] for r in results), default=float("nan"))
-                              for p in protocol.PROPERTIES}})
-        if self.on_epoch:
-            self.on_epoch(epoch, results, zs)
-        stop = self.best.update(epoch, train_loss, lambda: {"G": cpu_copy(self.G.state_dict()),
-                                                            "encoder": cpu_copy(self.encoder.state_dict())})
+        results = self.run_test(zs, f"v3 epoch {epoch} test")
+        self._record_test(epoch, train_loss, results)
+        self.last_test = (results, zs)
+        stop = self.early_stopping.update(epoch, train_loss, lambda: {"G": cpu_copy(self.G.state_dict()),
+                                                                      "encoder": cpu_copy(self.encoder.state_dict())})
         self.recent = []
         if stop:
             return True
         self.scheduler.step()
         return False
 
+    def _record_test(self, epoch: int, train_loss: float, results: list[protocol.ZResult]) -> None:
+        passed = [i for i, r in enumerate(results) if r.passed]
+        self.tests.append({"epoch": epoch, "train_loss": train_loss, "passed_z": len(passed), "of": len(results),
+                           "first_passed": passed[0] if passed else -1,
+                           **{f"best_{p}_corr": max((r.corr[p] for r in results), default=float("nan"))
+                              for p in protocol.PROPERTIES}})
+        for i, r in enumerate(results):
+            self.z_table.append({"epoch": epoch, "z_idx": i, "passed": "O" if r.passed else "X",
+                                 **{f"{p}_corr": r.corr[p] for p in protocol.PROPERTIES},
+                                 **{f"{p}_mse": r.mse[p] for p in protocol.PROPERTIES},
+                                 **{f"{p}_mae": r.mae[p] for p in protocol.PROPERTIES}})
+
     def state_dict(self) -> dict:
-        return {"G": self.G.state_dict(), "encoder": self.encoder.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "recent": [torch.stack(t) for t in self.recent],
-                **self.best.state_dict(), "tests": self.tests}
+        return {"G": self.G.state_dict(), "encoder": self.encoder.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "recent": [torch.stack(t) for t in self.recent], **self.early_stopping.state_dict(),
+                "tests": self.tests, "z_table": self.z_table}
 
     def load_state_dict(self, state: dict) -> None:
         self.G.load_state_dict(state["G"])
@@ -216,65 +270,51 @@ class CvaeTask:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.recent = [(t[0], t[1]) for t in state["recent"]]
-        self.best.load_state_dict(state)
+        self.early_stopping.load_state_dict(state)
         self.tests = list(state["tests"])
+        self.z_table = list(state["z_table"])
 
+    # ---- the files `finetune.train` writes
 
-def train_v3(variant: CvaeVariant, v1_generator_state: dict, property_cnn_state: dict, gender_cnn_state: dict,
-             images: Tensor, labels: np.ndarray, files, *, epochs: int, seed: int, device: str = "cpu",
-             max_steps: int | None = None, log=None):
-    """Run v3 into `files` (`artifacts.StyleganFinetuneV3`): the best epoch's generator and encoder, a
-    checkpoint pair + `test_z_vector` for every epoch in which a test z passed, the test table, the
-    per-step log (the original's columns) and per-epoch sample grids."""
-    import pandas as pd
+    @property
+    def best(self) -> tuple[int, float] | None:
+        """(epoch, weighted train loss) of the generator and encoder kept; None before any epoch ended."""
+        stop = self.early_stopping
+        return None if stop.loss is None else (stop.epoch, stop.loss)
 
-    from ohlora_core.cnn.models import GenderCNN, PropertyScoreCNN
-    from ohlora_core.io import (
-        atomic_torch_save,
-        atomic_write_csv,
-        load_state_dict_strict,
-    )
-    from ohlora_core.pictures import image_grid, line_plot, save_png
-
-    from .gan import sample_images
-    from .loop import fit
-    from .restructure import conditional_generator
-
-    G = conditional_generator(v1_generator_state, variant, seed, source="stylegan_finetune_v1 generator")
-    if variant.keep_v1_dense0:
-        keep_z_columns(G, v1_generator_state)
-    cnns = []
-    for cls, state, what in ((PropertyScoreCNN, property_cnn_state, "property_score_cnn checkpoint"),
-                             (GenderCNN, gender_cnn_state, "gender CNN fold 0 checkpoint")):
-        model = cls()
-        load_state_dict_strict(model, state, what)
-        cnns.append(model)
-    table_rows: list[dict] = []
-
-    def on_epoch(epoch: int, results: list[protocol.ZResult], zs: Tensor) -> None:
-        for i, r in enumerate(results):
-            table_rows.append({"epoch": epoch, "z_idx": i, "passed": "O" if r.passed else "X",
-                               **{f"{p}_corr": r.corr[p] for p in protocol.PROPERTIES},
-                               **{f"{p}_mse": r.mse[p] for p in protocol.PROPERTIES},
-                               **{f"{p}_mae": r.mae[p] for p in protocol.PROPERTIES}})
+    def write_epoch(self, files: StyleganFinetuneV3, epoch: int) -> None:
+        """The epoch's checkpoint pair and passing z if a test z passed (the original kept a checkpoint of
+        every such epoch; here also that z), the sample grid, and the test table so far."""
+        results, zs = self.last_test
         passed = [i for i, r in enumerate(results) if r.passed]
-        if passed:  # the original kept a checkpoint of every epoch where a z passed; here also that z
-            atomic_torch_save(files.checkpoint(epoch, "gen"), task.G.state_dict())
-            atomic_torch_save(files.checkpoint(epoch, "enc"), task.encoder.state_dict())
+        if passed:
+            atomic_torch_save(files.checkpoint(epoch, "gen"), self.G.state_dict())
+            atomic_torch_save(files.checkpoint(epoch, "enc"), self.encoder.state_dict())
             atomic_write_csv(files.test_z_vector(epoch), pd.DataFrame(zs[passed[0]].numpy()[None, :]))
-        rows = torch.from_numpy(protocol.label_rows(variant.labels)).to(task.device)
-        save_png(image_grid(sample_images(task.G, zs[:1].to(task.device).expand(len(rows), -1), rows), cols=10,
-                            thumb=96), files.samples(epoch))
-        atomic_write_csv(files.test_results, pd.DataFrame(table_rows).round(4))
+        rows = torch.tensor(self.variant.sample_labels, dtype=torch.float32).to(self.device)
+        grid = SampleGrid(zs[:1].to(self.device).expand(len(rows), -1), rows, cols=10, thumb=96)
+        grid.write(self.G, files.samples(epoch), self.log, f"v3 epoch {epoch} samples")
+        atomic_write_csv(files.test_results, pd.DataFrame(self.z_table).round(4))
 
-    task = CvaeTask(G, smoke_encoder(seed, variant.label_size), *cnns, images, labels, variant, device, seed, on_epoch)
-    result = fit(task, epochs=epochs, seed=seed, snapshot=files.snapshot, max_steps=max_steps, log=log)
-    table = pd.DataFrame(result.log)
-    atomic_write_csv(files.train_log, table.drop(columns=["batch_size"]).round(4), index=True)
-    best = task.best.state or {"G": task.G.state_dict(), "encoder": task.encoder.state_dict()}
-    atomic_torch_save(files.generator, best["G"])
-    atomic_torch_save(files.encoder, best["encoder"])
-    save_png(line_plot({"total": table["total_loss"], "C": table["mse"], "G": table["gender_loss"]},
-                       title="fine-tune v3"), files.loss_plot)
-    files.snapshot.unlink(missing_ok=True)
-    return task, result, table
+    def write_final(self, files: StyleganFinetuneV3, run: TaskRun) -> tuple[pd.DataFrame, list[Path]]:
+        """The final files; returns the log as written and every output (per-epoch ones included, also
+        those an attempt before a resume wrote)."""
+        log = pd.DataFrame(run.log).drop(columns=["batch_size"])
+        table = log.round(4)
+        atomic_write_csv(files.train_log, table, index=True)
+        best = self.early_stopping.state or {"G": self.G.state_dict(), "encoder": self.encoder.state_dict()}
+        atomic_torch_save(files.generator, best["G"])
+        atomic_torch_save(files.encoder, best["encoder"])
+        save_png(line_plot({"total": log["total_loss"], "C": log["mse"], "G": log["gender_loss"]},
+                           title="fine-tune v3"), files.loss_plot)
+        outputs = [files.generator, files.encoder, files.train_log, files.test_results, files.loss_plot]
+        for row in self.tests:
+            if row["passed_z"]:
+                outputs += [files.checkpoint(row["epoch"], "gen"), files.checkpoint(row["epoch"], "enc"),
+                            files.test_z_vector(row["epoch"])]
+        return table, outputs + [files.samples(row["epoch"]) for row in self.tests]
+
+    def summary(self, table: pd.DataFrame) -> dict:
+        passing = [row["epoch"] for row in self.tests if row["passed_z"]]
+        return {"steps": len(table), "final_total_loss": float(table["total_loss"].iloc[-1]),
+                "epochs_with_a_passing_z": passing}

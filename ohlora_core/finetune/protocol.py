@@ -33,10 +33,11 @@ def label_combinations() -> np.ndarray:
 
 
 def label_rows(label_names: tuple[str, ...] = ("eyes", "hair_color", "hair_length", "mouth", "pose",
-                                               "background_mean", "background_std")) -> np.ndarray:
-    """The 50 combinations as label vectors of a version with `label_names` (others 0): float32 [50, L]."""
+                                               "background_mean", "background_std"),
+               dtype: type = np.float32) -> np.ndarray:
+    """The 50 combinations as label vectors of a version with `label_names` (others 0): [50, L]."""
     combos = label_combinations()
-    out = np.zeros((len(combos), len(label_names)), np.float32)
+    out = np.zeros((len(combos), len(label_names)), dtype)
     for k, name in enumerate(PROPERTIES):
         if name not in label_names:
             raise ValueError(f"the protocol needs a {name!r} label; this version has {label_names}")

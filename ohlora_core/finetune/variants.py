@@ -2,17 +2,33 @@
 
 Defaults are the original's (stylegan_modified/fine_tuning*.py, run_stylegan_fine_tuning*.py);
 anything a version does differently is a field, not a code path.
+
+Each record names its training task by class (`task`, resolved by `finetune.train`, as stylegan2-ada
+names its loss by `class_name`), the inputs that task needs (`inputs`, fields of `finetune.TrainInputs`),
+its freeze groups (`g_trainable`: top-level parameter-name groups, split by `loop.split_parameters`)
+and the label rows of its per-epoch sample grid (`sample_labels`). The task is named, not imported,
+so this module stays free of torch (the asset layer reads presets from it without loading models).
+`task` and `inputs` are class constants: a version's task follows from its record type, and they
+stay out of `dataclasses.asdict` (the recipe) as they are not settings.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import ClassVar
+
+import numpy as np
 
 from ohlora_core.scores.common import SCORE_NAMES
+
+from . import protocol
 
 
 @dataclass(frozen=True)
 class GanVariant:
     """A label-conditioned StyleGAN fine-tuning run (v1, v4)."""
+
+    task: ClassVar[str] = "ohlora_core.finetune.gan.GanTask"
+    inputs: ClassVar[tuple[str, ...]] = ("generator", "discriminator", "images", "labels")
 
     name: str
     labels: tuple[str, ...]            # property names, in label-vector order
@@ -80,6 +96,9 @@ class CnnLoopVariant:
     stopping after 100 groups without a lower group-mean loss; the best group's generator is kept.
     """
 
+    task: ClassVar[str] = "ohlora_core.finetune.cnn_loop.CnnLoopTask"
+    inputs: ClassVar[tuple[str, ...]] = ("generator", "property_cnn")
+
     name: str = "v2"
     labels: tuple[str, ...] = SCORE_NAMES
     loss_labels: int = 6                   # the first six outputs (background_std excluded)
@@ -88,8 +107,9 @@ class CnnLoopVariant:
     # deletes it before loading v1): kept as the default; `keep_v1_dense0=True` is the fix.
     keep_v1_dense0: bool = False
     # Its freeze call is commented out, so G *and* the CNN train; `freeze=True` trains only G's
-    # mapping network with the CNN frozen, as its README intended.
+    # `g_trainable` groups (the mapping network) with the CNN frozen, as its README intended.
     freeze: bool = False
+    g_trainable: tuple[str, ...] = ("mapping",)
     cnn_eval: bool = False                 # the original leaves dropout on (train mode); True = eval
     lr: float = 1e-5
     cosine_t_max: int = 20                 # stepped once per step group
@@ -97,6 +117,12 @@ class CnnLoopVariant:
     step_group_size: int = 50
     curriculum_base: float = 0.9
     patience: int = 100                    # step groups without a better group-mean loss
+    # the original's test labels during v2 (test_create_output_images): 7 rows, background_std 0
+    sample_labels: tuple[tuple[float, ...], ...] = (
+        (1.2, 1.2, 1.2, -1.2, -1.2, 1.2, 0.0), (-1.2, 1.2, 1.2, -1.2, -1.2, 1.2, 0.0),
+        (-1.2, -1.2, 1.2, -1.2, -1.2, 1.2, 0.0), (-1.2, -1.2, -1.2, -1.2, -1.2, 1.2, 0.0),
+        (-1.2, -1.2, -1.2, 1.2, -1.2, 1.2, 0.0), (-1.2, -1.2, -1.2, 1.2, 1.2, 1.2, 0.0),
+        (-1.2, -1.2, -1.2, 1.2, 1.2, -1.2, 0.0))
 
     @property
     def label_size(self) -> int:
@@ -119,11 +145,15 @@ class CvaeVariant:
     G(z, y), G = MSE(gender CNN fold 0 on G(z, y), 1), M = mean(mu^2), V = mean(logvar^2).
     """
 
+    task: ClassVar[str] = "ohlora_core.finetune.cvae.CvaeTask"
+    inputs: ClassVar[tuple[str, ...]] = ("generator", "property_cnn", "gender_cnn", "images", "labels")
+
     name: str = "v3"
     labels: tuple[str, ...] = SCORE_NAMES
     loss_labels: tuple[str, ...] = ("eyes", "mouth", "pose")
     label_embed_dim: int = 24              # dense0 536 -> w
     keep_v1_dense0: bool = False           # fix: keep v1's dense0 columns for z (the label columns change size)
+    g_trainable: tuple[str, ...] = ("mapping",)  # G's groups that train (the encoder trains whole)
     cnn_eval: bool = False                 # the original leaves both CNNs' dropout on, in loss and test
     gender_input_01: bool = False          # fix: feed the gender CNN [0, 1] images, as it was trained
     mapping_lr: float = 1e-4
@@ -142,6 +172,11 @@ class CvaeVariant:
     @property
     def drop_generator_keys(self) -> tuple[str, ...]:
         return ("mapping.dense0.weight", "mapping.label_weight")
+
+    @property
+    def sample_labels(self) -> tuple[tuple[float, ...], ...]:
+        """The per-epoch test's 50 combinations (one grid row of 10 per mouth value), for the first test z."""
+        return tuple(tuple(map(float, row)) for row in protocol.label_rows(self.labels, np.float64))
 
     def with_overrides(self, **kw) -> CvaeVariant:
         return _replace_known(self, kw)
