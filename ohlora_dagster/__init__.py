@@ -1,4 +1,5 @@
-"""ohlora_dagster: Dagster definitions; every asset body is a thin call into ohlora_core."""
-from ohlora_dagster.pool_wait import install as _install_pool_wait
+"""ohlora_dagster: Dagster definitions; every asset body is a thin call into ohlora_core.
 
-_install_pool_wait()
+Importing it changes nothing in Dagster: the workarounds in ohlora_dagster/dagster_workarounds/ are
+installed by the instance storage that dagster.yaml names.
+"""

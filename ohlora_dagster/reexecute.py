@@ -1,39 +1,40 @@
-"""Re-execute a run of this code location on the DAGSTER_HOME instance, from the CLI:
+"""Re-execute a run on the DAGSTER_HOME instance, from the CLI:
 
     python -m ohlora_dagster.reexecute RUN_ID          # from failure: failed and not-run steps only
     python -m ohlora_dagster.reexecute RUN_ID --all    # every step of the run again
 
 Dagster 1.13's CLI has no re-execute command (the UI has: the run's page -> Re-execute -> From
 failure). The new run reuses the parent run's config and asset selection, is linked to it as its
-child in the UI, and runs in this process (like `dg launch` with the in-process executor config).
+child in the UI, and runs in this process with the parent's executor. A run that ended FAILURE or
+CANCELED (e.g. stopped with Ctrl-C while it waited for the gpu slot) can be re-executed from failure.
 """
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 import dagster as dg
-from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+from ohlora_dagster.dagster_workarounds.reexecute import job_of
+
+PROG = "python -m ohlora_dagster.reexecute"
+RESUMABLE = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)  # as Dagster's from-failure allows
+
 
 def reexecute(run_id: str, instance: dg.DagsterInstance, from_failure: bool = True) -> dg.ExecuteJobResult:
     run = instance.get_run_by_id(run_id)
     if run is None:
-        raise SystemExit(f"no run {run_id} in the instance at DAGSTER_HOME")
-    if from_failure and run.status != dg.DagsterRunStatus.FAILURE:
-        raise SystemExit(f"run {run_id} is {run.status.value}, not FAILURE: nothing to re-execute from failure "
-                         "(use --all to run every step again)")
+        raise SystemExit(f"{PROG}: no run {run_id!r} in the instance at DAGSTER_HOME")
+    if from_failure and run.status not in RESUMABLE:
+        raise SystemExit(f"{PROG}: run {run_id} is {run.status.value}, not FAILURE or CANCELED: nothing to "
+                         "re-execute from failure (use --all to run every step again)")
     options = (dg.ReexecutionOptions.from_failure(run_id, instance) if from_failure
                else dg.ReexecutionOptions(parent_run_id=run_id))
-    # the run's job (ohlora_pipeline, or __ASSET_JOB for an asset selection) from this code location, rebuilt
-    # by name in the step processes as `dagster job execute -m` does
-    job = ReconstructableRepository.for_module("ohlora_dagster.definitions", "defs",
-                                               working_directory=os.getcwd()).get_reconstructable_job(run.job_name)
-    return dg.execute_job(job, instance, reexecution_options=options)
+    return dg.execute_job(job_of(run), instance, reexecution_options=options)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m ohlora_dagster.reexecute", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     parser.add_argument("run_id")
     parser.add_argument("--all", action="store_true", help="every step again, not only the failed ones")
     args = parser.parse_args(argv)

@@ -2,37 +2,43 @@
 
     DAGSTER_HOME=$PWD python -m ohlora_dagster.stale              # what is stale, and why
     DAGSTER_HOME=$PWD python -m ohlora_dagster.stale --selection  # 'a,b,c' for `dagster asset materialize --select`
+    DAGSTER_HOME=$PWD python -m ohlora_dagster.stale --location ohlora_dagster.full   # another code location
 
-The command-line twin of the UI's "Unsynced" badges. It uses Dagster's own stale-status
-resolver (a 1.13 internal, pinned with the rest of the Dagster family in constraints.txt).
+The command-line twin of the UI's "Unsynced" badges (Dagster's own resolver, through
+ohlora_dagster/dagster_workarounds/stale.py).
 """
 import argparse
+import importlib
 from collections.abc import Sequence
 
 import dagster as dg
 
+from ohlora_dagster.dagster_workarounds.stale import stale_assets
 
-def stale_assets(instance: dg.DagsterInstance, assets: Sequence[dg.AssetsDefinition]) -> dict[str, list[str]]:
-    """{asset key: [reasons]} for every STALE asset, in graph order."""
-    from dagster._core.definitions.data_version import StaleStatus
-    from dagster._utils.test.data_versions import get_stale_status_resolver
+__all__ = ["stale_assets", "main"]
 
-    resolver = get_stale_status_resolver(instance, assets)
-    out = {}
-    for asset in assets:
-        for key in asset.keys:
-            if resolver.get_status(key) == StaleStatus.STALE:
-                out[key.to_user_string()] = [f"{c.category.value}: {c.reason}" for c in resolver.get_stale_causes(key)]
-    return out
+
+def _default_location() -> str:
+    """The one code location module, or the smoke one where there are one per mode."""
+    module = importlib.import_module("ohlora_dagster.definitions")
+    return "ohlora_dagster.definitions" if isinstance(getattr(module, "defs", None), dg.Definitions) \
+        else "ohlora_dagster.smoke"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m ohlora_dagster.stale", description=__doc__.split("\n\n")[0])
     parser.add_argument("--selection", action="store_true", help="print only a comma-separated asset selection")
+    parser.add_argument("--location", metavar="MODULE", help="the code location's module (its `defs`); default: "
+                        "ohlora_dagster.definitions, or ohlora_dagster.smoke where each mode has its own")
     args = parser.parse_args(argv)
-    from ohlora_dagster.definitions import all_assets
+    module = args.location or _default_location()
+    try:
+        defs = importlib.import_module(module).defs
+    except (ImportError, AttributeError) as error:
+        parser.error(f"--location {module}: no code location there ({error})")
 
-    stale = stale_assets(dg.DagsterInstance.get(), all_assets)
+    with dg.DagsterInstance.get() as instance:
+        stale = stale_assets(instance, defs)
     if args.selection:
         print(",".join(stale))
         return

@@ -5,6 +5,9 @@ refuses root).
 
     python tests/postgres_server.py start DIR   # prints the SQLAlchemy URL (psycopg2 driver)
     python tests/postgres_server.py stop DIR
+
+`halt` / `resume` stop the server as a crash would (immediate shutdown) and start it again on the same port and
+data, for the database-outage test.
 """
 from __future__ import annotations
 
@@ -41,15 +44,27 @@ def start(folder: Path) -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     _as_db_user([_bin("initdb"), "-D", str(folder / "db"), "-U", "dagster", "--auth=trust", "-E", "UTF8"])
-    _as_db_user([_bin("pg_ctl"), "-D", str(folder / "db"), "-l", str(folder / "log"), "-w",
-                 "-o", f"-p {port} -k {folder} -h 127.0.0.1", "start"])
+    (folder / "port").write_text(str(port))
+    resume(folder)
     _as_db_user([_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "dagster", "ohlora"])
     return f"postgresql+psycopg2://dagster@127.0.0.1:{port}/ohlora"  # dagster-postgres ships psycopg2
 
 
-def stop(folder: Path) -> None:
+def resume(folder: Path) -> None:
+    """Start the server of `folder` (again), on its port, and wait until it accepts connections."""
+    port = (folder / "port").read_text()
+    _as_db_user([_bin("pg_ctl"), "-D", str(folder / "db"), "-l", str(folder / "log"), "-w",
+                 "-o", f"-p {port} -k {folder} -h 127.0.0.1", "start"])
+
+
+def halt(folder: Path) -> None:
+    """Stop the server at once, as a crash or an outage would (no checkpoint, clients cut off)."""
     if (folder / "db" / "postmaster.pid").exists():
-        _as_db_user([_bin("pg_ctl"), "-D", str(folder / "db"), "-m", "immediate", "stop"])
+        _as_db_user([_bin("pg_ctl"), "-D", str(folder / "db"), "-m", "immediate", "-w", "stop"])
+
+
+def stop(folder: Path) -> None:
+    halt(folder)
     shutil.rmtree(folder, ignore_errors=True)
 
 

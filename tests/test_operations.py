@@ -1,4 +1,4 @@
-"""Running it for months: progress lines, GPU out-of-memory handling, transient-failure retries."""
+"""Running it for months: progress lines, GPU out-of-memory handling, transient-failure retries, re-execution."""
 import errno
 
 import dagster as dg
@@ -7,9 +7,7 @@ import torch
 
 from ohlora_core.device import halving_batches, is_out_of_memory
 from ohlora_core.progress import Progress
-from ohlora_dagster.assets.generation import latent_codes, raw_images
-from ohlora_dagster.resources import OhloraSettings
-from ohlora_dagster.retry import is_transient, retry_transient
+from ohlora_dagster.gpu import is_transient, retry_transient
 
 
 def test_progress_lines_are_present_and_bounded():
@@ -36,7 +34,8 @@ def test_out_of_memory_halves_the_batch_until_it_fits():
     calls, log = [], []
     result, batch, failed = halving_batches(_oom_above(3, calls), 16, log.append)
     assert (result, batch, failed, calls) == ("done at 2", 2, [16, 8, 4], [16, 8, 4, 2])
-    assert log == ["out of GPU memory at batch 16: retrying at batch 8", "out of GPU memory at batch 8: retrying at batch 4",
+    assert log == ["out of GPU memory at batch 16: retrying at batch 8",
+                   "out of GPU memory at batch 8: retrying at batch 4",
                    "out of GPU memory at batch 4: retrying at batch 2"]
     with pytest.raises(torch.cuda.OutOfMemoryError):
         halving_batches(_oom_above(0, []), 4)  # even batch 1 does not fit: the error stands
@@ -47,6 +46,8 @@ def test_out_of_memory_halves_the_batch_until_it_fits():
 
 def test_an_out_of_memory_generation_equals_a_run_at_the_smaller_batch(tmp_path, monkeypatch):
     import ohlora_core.generation as generation
+    from ohlora_dagster.assets.generation import latent_codes, raw_images
+    from ohlora_dagster.resources import OhloraSettings
 
     real = generation.generate_images
 
@@ -90,47 +91,45 @@ def test_only_transient_failures_are_retried():
 
 
 def test_reexecute_from_failure_redoes_only_the_failed_step(tmp_path):
-    """README's CLI re-execution: a run fails at raw_images (a 128x128 checkpoint); once the right
-    checkpoint is in place, `python -m ohlora_dagster.reexecute RUN_ID` runs raw_images only, with the
-    parent's config, and the images appear."""
+    """README's CLI re-execution: a run of tests/gpu_pool_job.py's two_step_job fails at needs_file (its file is
+    missing); once the file is there, `python -m ohlora_dagster.reexecute RUN_ID` runs needs_file only, with the
+    parent's config, in the parent's code location, linked to the parent; a run that succeeded is refused with a
+    message, as is an unknown run id."""
     import os
     import subprocess
     import sys
     from pathlib import Path
 
-    from ohlora_core.stylegan import smoke_generator
-
     repo = Path(__file__).resolve().parents[1]
-    home, storage = tmp_path / "home", tmp_path / "storage"
+    home = tmp_path / "home"
     home.mkdir()
     (home / "dagster.yaml").write_text((repo / "dagster.yaml").read_text().replace("storage/dagster", str(home)))
-    ckpt = storage / "models" / "stylegan_celeba_partial256.pth"
-    ckpt.parent.mkdir(parents=True)
-    torch.save({"generator": smoke_generator(1, resolution=128).state_dict()}, ckpt)
+    needed = tmp_path / "needed.txt"
     config = tmp_path / "run.yaml"
     config.write_text("execution: {config: {in_process: {}}}\n"
-                      "resources: {settings: {config: {mode: full, device: cpu, n_images: 2, batch_size: 2}}}\n")
-    env = {**os.environ, "DAGSTER_HOME": str(home), "OHLORA_STORAGE": str(storage)}
+                      f"ops: {{needs_file: {{config: {{path: '{needed}'}}}}}}\n")
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
 
     def run(*args):
         return subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
 
-    failed = run("dg", "launch", "--assets", "latent_codes,raw_images", "-m", "ohlora_dagster.definitions", "-c", str(config))
+    failed = run("dg", "launch", "--job", "two_step_job", "-f", "tests/gpu_pool_job.py", "-c", str(config))
     assert failed.returncode != 0
     with dg.DagsterInstance.from_config(str(home)) as instance:
         (parent,) = instance.get_runs()
         assert parent.status == dg.DagsterRunStatus.FAILURE
-    torch.save({"generator": smoke_generator(1).state_dict()}, ckpt)
+    needed.write_text("here")
     done = run(sys.executable, "-m", "ohlora_dagster.reexecute", parent.run_id)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"(re-execution of {parent.run_id}): SUCCESS" in done.stdout
     with dg.DagsterInstance.from_config(str(home)) as instance:
         child = instance.get_runs(limit=1)[0]
         assert child.parent_run_id == parent.run_id and child.status == dg.DagsterRunStatus.SUCCESS
-        assert instance.get_execution_plan_snapshot(child.execution_plan_snapshot_id) is not None
+        assert child.run_config == parent.run_config
         started = {e.dagster_event.step_key for e in instance.all_logs(child.run_id)
                    if e.dagster_event and e.dagster_event.event_type_value == "STEP_START"}
-        assert started == {"raw_images"}  # latent_codes finished in the parent: not redone
-    assert len(list((storage / "artifacts/full/raw_images/current/images").glob("*.jpg"))) == 2
+        assert started == {"needs_file"}  # first_step succeeded in the parent: not redone
     again = run(sys.executable, "-m", "ohlora_dagster.reexecute", child.run_id)
-    assert again.returncode != 0 and "is SUCCESS, not FAILURE" in again.stderr
+    assert again.returncode != 0 and "is SUCCESS, not FAILURE or CANCELED" in again.stderr
+    unknown = run(sys.executable, "-m", "ohlora_dagster.reexecute", "no-such-run")
+    assert unknown.returncode != 0 and "no run 'no-such-run'" in unknown.stderr and "Traceback" not in unknown.stderr

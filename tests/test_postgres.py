@@ -1,36 +1,48 @@
-"""The instance on PostgreSQL (deploy/dagster-postgres.yaml, what README's "Scaling out" tells a
-deployment to use): the pipeline's generation stage runs with runs, event logs and schedules in
-Postgres, two runs started at once share the `gpu` pool (one waits for the other), and both finish.
+"""The instance on PostgreSQL (deploy/dagster-postgres.yaml, what README's "Scaling out" tells a deployment
+to use; its storage is ohlora's OhloraPostgresStorage): two runs started at once share the `gpu` pool (one
+waits for the other) and both finish; a waiting run stops on SIGINT / SIGTERM; a run killed by a database
+outage gives its slot back once the database is back; and the pool races Dagster 1.13 loses on Postgres.
 
-Debian's PostgreSQL server (apt package `postgresql`; .ci/run installs it) is started here, private to
-the test (tests/postgres_server.py). .ci/run runs README's main job — the whole smoke graph — on the
-same kind of private server.
+Debian's PostgreSQL server (apt package `postgresql`; .ci/run installs it) is started here, private to the
+test (tests/postgres_server.py). .ci/run runs README's main job — the whole smoke graph — on the same kind of
+private server.
 """
 import os
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster._core.instance.ref import InstanceRef
 
-import ohlora_dagster  # noqa: F401  (installs the pool fixes, as every run of the code location does)
-from tests.postgres_server import private_postgres
+from pool_runs import (TIMEOUT, assert_stopped_cleanly, dagster_cmd, dg_launch_cmd, hold_slot, kill_group, start,
+                       stop_waiting_run)
+from tests.postgres_server import halt, private_postgres, resume
 
 REPO = Path(__file__).resolve().parents[1]
-TIMEOUT = 300
 
 
 @pytest.fixture(scope="module")
 def postgres_url():
-    with private_postgres(Path(tempfile.mkdtemp(prefix="ohlora-pg-"))) as url:  # under /tmp: pytest's folders are root-only
+    # under /tmp: pytest's folders are root-only, and the server runs as user postgres
+    with private_postgres(Path(tempfile.mkdtemp(prefix="ohlora-pg-"))) as url:
         yield url
+
+
+@pytest.fixture
+def groups():
+    """The process groups a test starts; whatever still runs at its end is killed."""
+    procs = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            kill_group(proc)
 
 
 def _home(tmp_path: Path, url: str) -> tuple[Path, dict]:
     home = tmp_path / "home"
-    home.mkdir()
+    home.mkdir(exist_ok=True)
     config = (REPO / "deploy" / "dagster-postgres.yaml").read_text().replace("storage/dagster", str(home))
     (home / "dagster.yaml").write_text(config)
     return home, {**os.environ, "DAGSTER_HOME": str(home), "DAGSTER_PG_URL": url}
@@ -42,52 +54,106 @@ def _instance(tmp_path: Path, url: str, monkeypatch) -> dg.DagsterInstance:
     if not home.exists():
         _home(tmp_path, url)
     monkeypatch.setenv("DAGSTER_PG_URL", url)
-    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+    return dg.DagsterInstance.from_config(str(home))
+
+
+def _clean_pool(instance: dg.DagsterInstance) -> None:
+    """The module's server is shared: no slot or claim of an earlier test is left."""
+    for run_id in instance.event_log_storage.get_concurrency_run_ids():
+        instance.event_log_storage.free_concurrency_slots_for_run(run_id)
 
 
 def _ours_or_dagsters(monkeypatch, name: str, ours: bool):
-    """SqlEventLogStorage's method `name` as ohlora_dagster installed it, or (ours=False) Dagster's own."""
+    """SqlEventLogStorage's method `name` as ohlora's workarounds install it, or (ours=False) Dagster's own.
+    Call it after opening the instance: opening it installs the workarounds again."""
     from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 
+    from ohlora_dagster.dagster_workarounds import install
+
+    install()
     method = getattr(SqlEventLogStorage, name)
     assert hasattr(method, "__wrapped__"), f"{name}: ohlora's version not installed"
     if not ours:
         monkeypatch.setattr(SqlEventLogStorage, name, method.__wrapped__)
 
 
-def test_generation_runs_on_postgres_and_two_runs_share_the_gpu_pool(postgres_url, tmp_path, monkeypatch):
+def test_two_runs_at_once_share_the_gpu_pool_on_postgres(postgres_url, tmp_path, monkeypatch, groups):
+    """Two CLI runs (README's `dg launch --job`) started at once: both succeed, their gpu steps never overlap,
+    each run records its process (ohlora's storage class is in use)."""
     home, env = _home(tmp_path, postgres_url)
-    config = tmp_path / "run.yaml"
-    config.write_text("execution: {config: {in_process: {}}}\n"
-                      "resources: {settings: {config: {mode: smoke, device: cpu, n_images: 2, batch_size: 2}}}\n")
-    runs = []
-    for name in ("a", "b"):  # two storage roots: the same assets, one gpu slot
-        runs.append(subprocess.Popen(
-            ["dg", "launch", "--assets", "latent_codes,raw_images", "-m", "ohlora_dagster.definitions", "-c",
-             str(config)], cwd=REPO, env={**env, "OHLORA_STORAGE": str(tmp_path / name)},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    outputs = [p.communicate(timeout=TIMEOUT)[0] for p in runs]
-    assert [p.returncode for p in runs] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
-    for name in ("a", "b"):
-        assert len(list((tmp_path / name / "artifacts/smoke/raw_images/current/images").glob("*.jpg"))) == 2
-
-    instance = _instance(tmp_path, postgres_url, monkeypatch)  # its dagster.yaml -> Postgres
+    instance = _instance(tmp_path, postgres_url, monkeypatch)
     try:
-        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        _clean_pool(instance)
+        runs = [start(dg_launch_cmd(home, name, in_process=True), env, home / f"{name}.log", groups)
+                for name in ("a", "b")]
+        for name, proc in zip(("a", "b"), runs):
+            assert proc.wait(timeout=TIMEOUT) == 0, (home / f"{name}.log").read_text()[-3000:]
+        assert type(instance.run_storage).__name__ == "OhloraPostgresRunStorage"
         records = instance.get_run_records()
         assert len(records) == 2 and all(r.dagster_run.status == dg.DagsterRunStatus.SUCCESS for r in records)
-        spans = []  # when each run's raw_images step (pool gpu) ran: the two must not overlap
+        assert all("ohlora/worker" in r.dagster_run.tags for r in records)
+        spans = []  # when each run's holds_gpu step (pool gpu) ran: the two must not overlap
         for r in records:
             times = {e.dagster_event.event_type_value: e.timestamp for e in instance.all_logs(r.dagster_run.run_id)
-                     if e.dagster_event and e.dagster_event.step_key == "raw_images"
+                     if e.dagster_event and e.dagster_event.step_key == "holds_gpu"
                      and e.dagster_event.event_type_value in ("STEP_START", "STEP_SUCCESS")}
             spans.append((times["STEP_START"], times["STEP_SUCCESS"]))
         first, second = sorted(spans)
         assert first[1] <= second[0], spans
-        assert instance.get_latest_materialization_event(dg.AssetKey("raw_images")) is not None
         assert instance.event_log_storage.get_concurrency_info("gpu").slot_count == 1
     finally:
         instance.dispose()
+
+
+def test_waiting_run_stops_on_sigint_and_on_sigterm_on_postgres(postgres_url, tmp_path, monkeypatch, groups):
+    """As on SQLite (tests/test_instance.py): a run waiting for the slot gets SIGINT, another SIGTERM; each
+    ends CANCELED within seconds with no claim left, and the holder keeps its slot and succeeds."""
+    home, env = _home(tmp_path, postgres_url)
+    instance = _instance(tmp_path, postgres_url, monkeypatch)
+    try:
+        _clean_pool(instance)
+        holder, holder_run_id, release = hold_slot(home, env, "holder", groups, instance)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            name = f"waiting-{signum.name}"
+            run_id, took, output = stop_waiting_run(home, env, name, groups, instance,
+                                                    dg_launch_cmd(home, name, in_process=True), signum)
+            print(f"postgres: {signum.name} -> exit in {took:.1f} s")
+            assert_stopped_cleanly(instance, run_id, output, holder_run_id)
+            assert holder.poll() is None
+        release.touch()
+        assert holder.wait(timeout=TIMEOUT) == 0, (home / "holder.log").read_text()
+        assert instance.get_run_by_id(holder_run_id).status == dg.DagsterRunStatus.SUCCESS
+        assert instance.event_log_storage.get_concurrency_run_ids() == set()
+    finally:
+        instance.dispose()
+
+
+def test_a_run_killed_by_a_database_outage_gives_its_slot_back(tmp_path, monkeypatch, groups):
+    """Run A holds the slot; the database stops at once (as in an outage) and A dies of it, its run still
+    STARTED and its slot still taken in the database. Once the database is back, run B completes by itself:
+    A is ended FAILURE and its slot freed. With Dagster's Postgres storage no run recorded its process, so B
+    waited forever and `doctor` said "left alone: worker not recorded". (Own server: this one is stopped.)"""
+    folder = Path(tempfile.mkdtemp(prefix="ohlora-pg-"))
+    with private_postgres(folder) as url:
+        home, env = _home(tmp_path, url)
+        instance = _instance(tmp_path, url, monkeypatch)
+        try:
+            a, a_run_id, release = hold_slot(home, env, "a", groups, instance)
+            halt(folder)
+            release.touch()  # A's step ends; recording that fails: A retries, then exits
+            assert a.wait(timeout=TIMEOUT) != 0
+            assert "DagsterPostgresException" in (home / "a.log").read_text()
+            resume(folder)
+            b = subprocess.run(dagster_cmd(home, "b", in_process=True), cwd=REPO, env=env, capture_output=True,
+                               text=True, timeout=TIMEOUT)
+            assert b.returncode == 0, b.stdout[-3000:] + b.stderr[-3000:]
+            assert f"recovered run {a_run_id} (gpu_job): STARTED, its process" in b.stderr
+            statuses = {run.run_id: run.status for run in instance.get_runs()}
+            assert statuses.pop(a_run_id) == dg.DagsterRunStatus.FAILURE
+            assert list(statuses.values()) == [dg.DagsterRunStatus.SUCCESS]
+            assert instance.event_log_storage.get_concurrency_run_ids() == set()
+        finally:
+            instance.dispose()
 
 
 @pytest.mark.parametrize("tolerate", [False, True], ids=["dagster", "ohlora"])
@@ -98,9 +164,10 @@ def test_second_run_setting_up_the_gpu_pool_at_once_does_not_fail(postgres_url, 
     then B does what it would have done a moment earlier."""
     from sqlalchemy.exc import DBAPIError
 
-    _ours_or_dagsters(monkeypatch, "initialize_concurrency_limit_to_default", tolerate)
     a, b = _instance(tmp_path, postgres_url, monkeypatch), _instance(tmp_path, postgres_url, monkeypatch)
+    _ours_or_dagsters(monkeypatch, "initialize_concurrency_limit_to_default", tolerate)
     try:
+        _clean_pool(a)
         a.event_log_storage.delete_concurrency_limit("gpu")  # the module's server is shared: start clean
         assert a.event_log_storage.initialize_concurrency_limit_to_default("gpu")
         if tolerate:
@@ -151,8 +218,8 @@ def test_a_slot_goes_to_one_step_only(postgres_url, tmp_path, monkeypatch, condi
 
     from dagster._utils.concurrency import ConcurrencySlotStatus
 
-    _ours_or_dagsters(monkeypatch, "_claim_concurrency_slot", conditional)
     instance = _instance(tmp_path, postgres_url, monkeypatch)
+    _ours_or_dagsters(monkeypatch, "_claim_concurrency_slot", conditional)
     storage = instance.event_log_storage
     try:
         storage.set_concurrency_slots("gpu", 1)
