@@ -159,3 +159,34 @@ def smoke_generator(seed: int, resolution: int = 256, **kwargs: Any) -> StyleGAN
 def smoke_discriminator(seed: int, resolution: int = 256, **kwargs: Any) -> StyleGANDiscriminator:
     """Seeded random discriminator of the real architecture; eval mode."""
     return StyleGANDiscriminator(resolution, init_generator=_seeded(seed), **kwargs).eval()
+
+
+OHLORA_RESOLUTION = 256  # the pretrained StyleGAN's (celeba-partial-256x256); every stage works at it
+OHLORA_Z_DIM = 512
+
+
+def check_generator(G: StyleGANGenerator, source: str, *, conditional: bool | None = None,
+                    resolution: int = OHLORA_RESOLUTION, z_space_dim: int = OHLORA_Z_DIM,
+                    hint: str = "") -> StyleGANGenerator:
+    """`G` itself if it is the kind of generator asked for — `resolution`, `z_space_dim`, label-conditioned
+    (fine-tuned) or not when `conditional` says — else CheckpointError naming `source`, what it is, what was
+    expected and `hint` (what to pass instead). A wrong kind otherwise fails only at its first forward
+    (conditional vs not) or silently makes images of another size."""
+    def fail(what: str, expected: str) -> None:
+        raise CheckpointError(f"{source} is {what}; expected {expected}" + (f" ({hint})" if hint else ""))
+
+    if G.resolution != resolution:
+        fail(f"a {G.resolution}x{G.resolution} generator", f"{resolution}x{resolution}, the pretrained StyleGAN's size")
+    if G.z_space_dim != z_space_dim:
+        fail(f"a generator of z size {G.z_space_dim}", f"z of {z_space_dim} values")
+    if conditional is True and not G.label_size:
+        fail("an unconditional (pretrained) generator", "a fine-tuned, label-conditioned one")
+    if conditional is False and G.label_size:
+        fail(f"a fine-tuned (label-conditioned, {G.label_size} labels) generator", "the pretrained, unconditional one")
+    return G
+
+
+def load_checked_generator(path: str | os.PathLike, *, conditional: bool | None = None,
+                           device: str | torch.device = "cpu", hint: str = "") -> StyleGANGenerator:
+    """`load_generator(path)` then `check_generator` (256x256, z 512, conditional as asked), naming the file."""
+    return check_generator(load_generator(path, device=device), str(path), conditional=conditional, hint=hint)
