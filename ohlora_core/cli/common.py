@@ -4,6 +4,10 @@ from __future__ import annotations
 from ohlora_core.layout import StorageLayout, resolve_mode, storage_root
 
 
+class UsageError(ValueError):
+    """A request the command cannot answer as given (a missing asset or file): exit status 2, one line."""
+
+
 def layout(storage: str | None, mode: str) -> StorageLayout:
     """The storage layout a command reads: --storage (else $OHLORA_STORAGE, else the repository's storage/)
     and --mode (auto: full when the real StyleGAN checkpoint is present, else smoke — the pipeline's rule)."""
@@ -11,10 +15,22 @@ def layout(storage: str | None, mode: str) -> StorageLayout:
     return StorageLayout(root, resolve_mode(mode, root))
 
 
-def current(files_cls, where: StorageLayout, instead: str):
-    """The current files of an asset, or SystemExit saying what to materialize (or pass instead)."""
+def require_current(files_cls, where: StorageLayout, instead: str):
+    """The current files of an asset, or UsageError saying what to materialize (or pass instead)."""
+    from ohlora_core.store import MissingArtifact
+
     if where.has(files_cls):
-        return where.current(files_cls)
-    raise SystemExit(f"no materialized {files_cls.NAME} under {where.artifacts} ({where.mode} mode); materialize it"
+        try:
+            return where.current(files_cls)
+        except MissingArtifact as exc:  # a `current` link to an incomplete or removed folder
+            raise UsageError(f"{exc}" + (f", or pass {instead}" if instead else "")) from None
+    raise UsageError(f"no materialized {files_cls.NAME} under {where.artifacts} ({where.mode} mode); materialize it"
                      + (f" or pass {instead}" if instead else ""))
 
+
+def current(files_cls, where: StorageLayout, instead: str):
+    """`require_current`, ending the command with the message (SystemExit) when the asset is missing."""
+    try:
+        return require_current(files_cls, where, instead)
+    except UsageError as exc:
+        raise SystemExit(str(exc)) from None
