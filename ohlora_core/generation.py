@@ -34,6 +34,9 @@ LATENT_DIM = 512
 JPEG_QUALITY = 95  # OpenCV's default, what the original's cv2.imwrite used
 # The original generated with these settings (truncation off, stored noise buffers).
 GENERATOR_KWARGS = dict(trunc_psi=1.0, trunc_layers=0, randomize_noise=False)
+# Batches generated but not yet written, at most: the device runs ahead of the JPEG writers by this much,
+# and no further (without a bound a fast device queued every image of the run in memory: O(n)).
+MAX_BATCHES_IN_FLIGHT = 4
 
 
 def latent_for_index(seed: int, index: int, dim: int = LATENT_DIM) -> np.ndarray:
@@ -255,8 +258,9 @@ def generate_images(
             stats[i] = file_stat(out_dir / image_name(i))
         return hashlib.sha256(data).hexdigest()  # the one hash of this image: from the bytes in memory
 
-    def drain(pending: list, wait: bool) -> None:
-        while pending and (wait or all(f.done() for f in pending[0].values())):
+    def drain(pending: list, keep: int) -> None:
+        """Hand finished batches to on_batch in order; wait while more than `keep` are in flight."""
+        while pending and (len(pending) > keep or all(f.done() for f in pending[0].values())):
             shas = {i: f.result() for i, f in pending.pop(0).items()}  # re-raises write errors
             if on_batch:
                 on_batch(shas)
@@ -274,9 +278,9 @@ def generate_images(
             result.generator_seconds += time.perf_counter() - t0
             pending.append({i: pool.submit(write, i, rgb[i - lo]) for i in want})
             result.written += want
-            drain(pending, wait=False)
+            drain(pending, keep=MAX_BATCHES_IN_FLIGHT)  # back-pressure: decoded images wait in memory
             progress.tick(len(want))
-        drain(pending, wait=True)
+        drain(pending, keep=0)
     result.seconds = time.perf_counter() - start
     return result
 
@@ -344,10 +348,12 @@ def _write_manifest(files, records) -> str:
 
 def _remove_images_from(files, count: int) -> None:
     """Delete images numbered >= count (left by an earlier, larger run), without a set of names."""
-    for extra in files.images_dir.glob("*.jpg"):
-        stem = extra.name[:-4]
-        if not (stem.isdigit() and image_name(int(stem)) == extra.name and int(stem) < count):
-            extra.unlink()
+    with os.scandir(files.images_dir) as entries:  # streamed: Path.glob lists the whole folder first
+        for entry in entries:
+            stem = entry.name[:-4]
+            if entry.name.endswith(".jpg") and not (stem.isdigit() and image_name(int(stem)) == entry.name
+                                                    and int(stem) < count):
+                os.unlink(entry.path)
 
 
 def manifest_digest(files) -> str:

@@ -218,7 +218,7 @@ class FileIndex:
 
         for row in rows:
             block.append(row)
-            if len(block) >= 1 << 16:
+            if len(block) >= 4096:
                 pack()
         pack()
         if not chunks:
@@ -247,7 +247,10 @@ class FileIndex:
 
     def _row(self, name: str) -> int | None:
         key = name.encode()
-        k = int(np.searchsorted(self.names, key))
+        if len(key) > self.names.dtype.itemsize:
+            return None  # longer than every listed name (and would be cut short by the cast below)
+        # the key in the array's own dtype: with another width numpy casts the whole array on every search
+        k = int(np.searchsorted(self.names, np.array(key, dtype=self.names.dtype)))
         return k if k < len(self.names) and self.names[k] == key else None
 
     def __contains__(self, name: str) -> bool:
@@ -504,7 +507,7 @@ class TableBuilder:
     replaces an earlier one). Collects records in Python lists of at most BLOCK items, then packs
     them into arrays, so the transient Python objects stay bounded too."""
 
-    BLOCK = 1 << 16
+    BLOCK = 4096
 
     def __init__(self) -> None:
         self.input_ids: dict = {}

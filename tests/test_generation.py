@@ -272,3 +272,33 @@ def test_killed_latents_write_leaves_no_file_and_rerun_is_identical(tmp_path):
     ref = tmp_path / "ref.npy"
     np.save(ref, latent_codes(5, range(3000)))
     assert target.read_bytes() == ref.read_bytes()
+
+
+def test_the_device_runs_at_most_a_few_batches_ahead_of_the_writers(tmp_path, monkeypatch):
+    """Without back-pressure a device faster than the JPEG writers queued every image of the run in
+    memory (O(n): ~200 KB per 256x256 image); now generated-but-unwritten batches stay bounded."""
+    import torch
+
+    import ohlora_core.generation as generation
+
+    state = {"generated": 0, "written": 0, "most_ahead": 0}
+
+    class Fast:
+        def to(self, device):
+            return self
+
+        def eval(self):
+            return self
+
+        def __call__(self, z, **kw):
+            state["generated"] += 1
+            state["most_ahead"] = max(state["most_ahead"], state["generated"] - state["written"])
+            return {"image": torch.zeros(len(z), 3, 4, 4)}
+
+    real_write = generation.atomic_write_bytes
+    monkeypatch.setattr(generation, "atomic_write_bytes", lambda p, d: (time.sleep(0.01), real_write(p, d)))
+    on_batch = lambda shas: state.__setitem__("written", state["written"] + 1)  # noqa: E731
+    result = generate_images(Fast(), latent_codes(0, range(80)), range(80), tmp_path, batch_size=2, io_workers=1,
+                             on_batch=on_batch)
+    assert result.written == list(range(80)) and state["written"] == 40
+    assert state["most_ahead"] <= generation.MAX_BATCHES_IN_FLIGHT + 1, state

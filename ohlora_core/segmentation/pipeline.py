@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -201,7 +202,9 @@ class SegmentationPlan:
     inputs: Mapping[int, str]
     done: RecordTable
     work: list[list[int]]
-    written: list[tuple[int, Record]] = field(default_factory=list)
+    written: TableBuilder = field(default_factory=TableBuilder)  # records of this call, packed as they come
+    parsed_now: list[int] = field(default_factory=list)  # images this call wrote files for
+    _table: RecordTable | None = None
 
     @property
     def todo_count(self) -> int:
@@ -211,23 +214,25 @@ class SegmentationPlan:
         return [no for no in members if no not in self.done]
 
     def record(self, records: Sequence[dict]) -> None:
-        self.written += self.ledger.record(records)
+        for item, rec in self.ledger.record(records):
+            self.written.add(item, rec)
+            if rec.files:
+                self.parsed_now.append(item)
+        self._table = None
 
     @property
     def records(self) -> RecordTable:
         """Every requested image's current record (intact before, or written now)."""
-        builder = TableBuilder()
-        builder.add_table(self.done)
-        for item, rec in self.written:
-            builder.add(item, rec)
-        return builder.build()
+        if self._table is None:
+            self._table = RecordTable.merge(self.done, self.written.build())
+        return self._table
 
     def summary(self) -> SegmentationSummary:
         final = self.records
         flags = {key: [i for i, extra in enumerate(final.extra_values) if dict(extra).get(key)]
                  for key in ("no_face", "fallback")}
         return SegmentationSummary(
-            written=sorted(no for no, rec in self.written if rec.files),
+            written=sorted(self.parsed_now),
             skipped=self.done.items[self.done.counts > 0].tolist(),
             no_face=final.items[np.isin(final.extra_ids, flags["no_face"])].tolist(),
             fallback=final.items[np.isin(final.extra_ids, flags["fallback"])].tolist())
@@ -259,11 +264,12 @@ def remove_outputs_except(files: SegmentationMaps, keep: Iterable[int]) -> int:
     Returns how many files were deleted."""
     keep = {int(n) for n in keep}
     removed = 0
-    for path in files.results_dir.glob("*.png"):
-        match = _OUTPUT_NAME.match(path.name)
-        if match and int(match.group(1)) not in keep:
-            path.unlink()
-            removed += 1
+    with os.scandir(files.results_dir) as entries:  # streamed: Path.glob lists the whole folder first
+        for entry in entries:
+            match = _OUTPUT_NAME.match(entry.name)
+            if match and int(match.group(1)) not in keep:
+                os.unlink(entry.path)
+                removed += 1
     return removed
 
 
@@ -273,10 +279,11 @@ def verified_maps(files: SegmentationMaps, numbers: Iterable[int], verify: str =
     Files keep the stats recorded beside the manifest, so unchanged files are not read
     (`verify="full"` reads all)."""
     index = FileIndex.load(files.manifest)
+    folder = files.results_dir.relative_to(files.dir).as_posix()
     names = []
     for no in map(int, numbers):
         candidates = (files.face(no), files.parsing(no), files.visualization(no))
-        listed = [name for name in (p.relative_to(files.dir).as_posix() for p in candidates) if name in index]
+        listed = [name for name in (f"{folder}/{p.name}" for p in candidates) if name in index]
         if not listed:
             raise ArtifactChanged(f"image {no} has no files in segmentation_maps' manifest "
                                   f"({files.manifest}); re-materialize segmentation_maps")
