@@ -8,7 +8,13 @@ run_validation_detail, and predict_score_remaining_images (batch 4, 5 models in 
 bookkeeping). Ours: images decoded once into a uint8 tensor, batches gathered by index, our shared
 loop (training.fit) and score_images. Same JPEGs, same model class, same device.
 
-  python bench/cnn.py [--device cuda] [--n 200] [--fold-n 1600 --fold-epochs 5] [--ref-dir .ref/cnn]
+  python bench/cnn.py --ref-dir PATH [--device cuda] [--n 200] [--fold-n 1600] [--pairs 3]
+
+Each measure is timed interleaved (`bench/interleave.py`: one untimed warm-up pair, then --pairs timed
+pairs A B A B ...; median, min..max and the ratio per pair). An epoch call trains a freshly seeded
+model for one epoch (train + validation) on each side; an inference call scores the --n images with 5
+models. Every call counts the images it pushed through its model: both sides must count the same
+(train + validation images per epoch, 5 x n in inference, and the reference's CSV has n rows).
 """
 from __future__ import annotations
 
@@ -28,7 +34,9 @@ from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from interleave import interleave  # noqa: E402
 from ohlora_core.cnn.data import as_image_bank, decode_images, to_unit_float  # noqa: E402
 from ohlora_core.cnn.inference import predict, score_images  # noqa: E402
 from ohlora_core.cnn.labels import smoke_labels  # noqa: E402
@@ -84,74 +92,104 @@ def timed(fn, device):
     return time.perf_counter() - t, out
 
 
-def ours_epoch(bank_paths, labels, train_idx, valid_idx, device, valid_batch, epochs=1):
-    """Decode once + `epochs` epochs of our loop (train + validation) -> (decode_s, epoch_s)."""
-    decode_s, imgs = timed(lambda: as_image_bank(decode_images(bank_paths), device), device)
+class Counter:
+    """Images pushed through a model by one side (both sides must count the same per call)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def unit_float(self, x: torch.Tensor) -> torch.Tensor:
+        self.n += len(x)
+        return to_unit_float(x)
+
+
+def ours_epoch(imgs, labels, train_idx, valid_idx, device, valid_batch, seen: Counter):
+    """A callable: one epoch of our loop (train + validation) on a freshly seeded model."""
     targets = torch.as_tensor(labels, dtype=torch.float32, device=device).unsqueeze(1)
     vt = torch.as_tensor(valid_idx)
 
     def validate(m):
-        p = predict(m, imgs, vt, to_unit_float, valid_batch)[:, 0].cpu().numpy()
+        p = predict(m, imgs, vt, seen.unit_float, valid_batch)[:, 0].cpu().numpy()
         return binary_metrics(p, labels[valid_idx], SETTINGS["gender"].pos_neg_threshold)
 
-    torch.manual_seed(0)
-    model = GenderCNN().to(device)
-    # warm-up (cuDNN / allocator) on a couple of batches, not timed
-    fit(model, imgs, targets, train_idx[:32], to_unit_float, nn.BCELoss(reduction="sum"), lambda m: {"val_loss": 0.0},
-        "val_loss", shuffle_seed=0, max_epochs=1)
-    torch.manual_seed(0)
-    model = GenderCNN().to(device)
-    epoch_s, _ = timed(lambda: fit(model, imgs, targets, train_idx, to_unit_float, nn.BCELoss(reduction="sum"), validate,
-                                   "val_loss", shuffle_seed=0, max_epochs=epochs, patience=10 ** 9), device)
-    return decode_s, epoch_s / epochs
+    def one() -> None:
+        torch.manual_seed(0)
+        model = GenderCNN().to(device)
+        fit(model, imgs, targets, train_idx, seen.unit_float, nn.BCELoss(reduction="sum"), validate, "val_loss",
+            shuffle_seed=0, max_epochs=1, patience=10 ** 9)
+    return one
 
 
-def ref_epoch(cc, RefGender, folder, labels, train_idx, valid_idx, device, epochs=1):
-    """The original's per-fold epoch: run_train + run_validation_detail over JPEG-decoding loaders."""
+class CountedDataset(torch.utils.data.Dataset):
+    def __init__(self, ds, seen: Counter) -> None:
+        self.ds, self.seen = ds, seen
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i):
+        self.seen.n += 1
+        return self.ds[i]
+
+
+def ref_epoch(cc, RefGender, folder, labels, train_idx, valid_idx, device, seen: Counter):
+    """A callable: the original's per-fold epoch (run_train + run_validation_detail over JPEG-decoding
+    loaders) on a freshly seeded model."""
     from global_common.torch_training import run_train, run_validation_detail
     cc.IMAGE_DATA_DIR_PATH = str(folder)
     n = len(labels)
     df = pd.DataFrame({"img_path": [f"{folder}/{i:06d}.jpg" for i in range(n)], "img_no": range(n),
                        "gender": labels, "quality": labels})
-    ds = cc.CNNImageDataset(df, transform=cc.base_transform, property_name="gender")
-    tl = torch.utils.data.DataLoader(ds, batch_size=cc.TRAIN_BATCH_SIZE, sampler=torch.utils.data.SubsetRandomSampler(train_idx))
-    vl = torch.utils.data.DataLoader(ds, batch_size=cc.VALID_BATCH_SIZE, sampler=torch.utils.data.SubsetRandomSampler(valid_idx))
-    torch.manual_seed(0)
-    model = cc.define_cnn_model(RefGender, device)
-    warm = torch.utils.data.DataLoader(ds, batch_size=16, sampler=torch.utils.data.SubsetRandomSampler(train_idx[:32]))
-    run_train(model=model, train_loader=warm, device=device, loss_func=nn.BCELoss(reduction="sum"))
+    ds = CountedDataset(cc.CNNImageDataset(df, transform=cc.base_transform, property_name="gender"), seen)
+    tl = torch.utils.data.DataLoader(ds, batch_size=cc.TRAIN_BATCH_SIZE,
+                                     sampler=torch.utils.data.SubsetRandomSampler(train_idx))
+    vl = torch.utils.data.DataLoader(ds, batch_size=cc.VALID_BATCH_SIZE,
+                                     sampler=torch.utils.data.SubsetRandomSampler(valid_idx))
 
-    def one():
-        for _ in range(epochs):
-            run_train(model=model, train_loader=tl, device=device, loss_func=nn.BCELoss(reduction="sum"))
-            run_validation_detail(model=model, valid_loader=vl, device=device, loss_func=nn.BCELoss(reduction="sum"),
-                                  threshold=0.5)
-            model.scheduler.step()
-    s, _ = timed(one, device)
-    return s / epochs
+    def one() -> None:
+        torch.manual_seed(0)
+        model = cc.define_cnn_model(RefGender, device)
+        run_train(model=model, train_loader=tl, device=device, loss_func=nn.BCELoss(reduction="sum"))
+        run_validation_detail(model=model, valid_loader=vl, device=device, loss_func=nn.BCELoss(reduction="sum"),
+                              threshold=0.5)
+        model.scheduler.step()
+    return one
 
 
-def ours_inference(paths, device, batch):
+def ours_inference(paths, device, batch, seen: Counter):
     torch.manual_seed(0)
     models = [GenderCNN().to(device).eval() for _ in range(5)]
-    score_images(models, decode_images(paths[:8]), device, batch)  # warm-up
-    s, _ = timed(lambda: score_images(models, decode_images(paths), device, batch), device)
-    return s
+
+    def one() -> None:
+        scores = score_images(models, decode_images(paths), device, batch)
+        seen.n += 5 * len(paths)  # score_images runs every image through each of the 5 models
+        assert len(scores.raw) == len(paths)
+    return one
 
 
-def ref_inference(cc, RefGender, folder, n, device):
+def ref_inference(cc, RefGender, folder, n, device, seen: Counter, out_dir: Path):
     cc.IMAGE_DATA_DIR_PATH = str(folder)
     df = pd.DataFrame({"img_path": [f"{folder}/{i:06d}.jpg" for i in range(n)], "img_no": list(range(n))})
-    loader = torch.utils.data.DataLoader(cc.RemainingImageDataset(df, transform=cc.base_transform, property_name="gender"),
-                                         batch_size=cc.INFERENCE_BATCH_SIZE, shuffle=False)
+    ds = cc.RemainingImageDataset(df, transform=cc.base_transform, property_name="gender")
+    loader = torch.utils.data.DataLoader(ds, batch_size=cc.INFERENCE_BATCH_SIZE, shuffle=False)
     torch.manual_seed(0)
     models = [RefGender().to(device) for _ in range(5)]  # train mode, as the original (never .eval())
-    warm = torch.utils.data.DataLoader(torch.utils.data.Subset(loader.dataset, range(min(8, n))), batch_size=4)
-    warm.dataset.img_nos, warm.dataset.img_paths = loader.dataset.img_nos, loader.dataset.img_paths
-    with tempfile.TemporaryDirectory() as d:
-        cc.predict_score_remaining_images("gender", warm, models, f"{d}/warm.csv")  # warm-up, not timed
-        s, _ = timed(lambda: cc.predict_score_remaining_images("gender", loader, models, f"{d}/gender.csv"), device)
-    return s
+
+    def one() -> None:
+        csv = out_dir / "gender.csv"
+        cc.predict_score_remaining_images("gender", loader, models, str(csv))
+        seen.n += 5 * n  # the original runs each batch through the 5 models in turn
+        assert len(pd.read_csv(csv)) == n
+    return one
+
+
+def paired(label: str, ours, ref, ours_seen: Counter, ref_seen: Counter, per_call: int, pairs: int, device):
+    """Interleave; check both sides pushed `per_call` images through their models on every call."""
+    timing = interleave(ours, ref, pairs, warmup=1, sync=lambda: sync(device))
+    calls = pairs + 1
+    assert ours_seen.n == ref_seen.n == calls * per_call, (label, ours_seen.n, ref_seen.n, calls * per_call)
+    print(f"{label}:\n{timing.report()}")
+    return timing
 
 
 def main():
@@ -160,8 +198,7 @@ def main():
     ap.add_argument("--n", type=int, default=200, help="images for the 1-epoch and inference comparison")
     ap.add_argument("--ref-dir", default=str(ROOT / ".ref" / "cnn"))
     ap.add_argument("--fold-n", type=int, default=0, help="images for the full-fold timing (e.g. 1600); 0 = skip")
-    ap.add_argument("--fold-epochs", type=int, default=5)
-    ap.add_argument("--fold-ref-epochs", type=int, default=1, help="reference epochs timed on the fold data (0 = skip)")
+    ap.add_argument("--pairs", type=int, default=3, help="timed pairs (ours, reference) per measure")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     args = ap.parse_args()
     if args.threads:
@@ -181,33 +218,45 @@ def main():
         n = max(args.n, args.fold_n)
         paths = make_jpegs(folder, n)
         labels = np.array(smoke_labels(n, seed=0)["gender"])
+        for size, what in ((args.n, "gender fold epoch"), (args.fold_n, "full fold")):
+            if not size:
+                continue
+            sub = labels[:size]
+            tr, va = kfold_splits(sub, stratified=False, seed=0)[0]
+            dec, imgs = timed(lambda: as_image_bank(decode_images(paths[:size]), device), device)
+            a, b = Counter(), Counter()
+            t = paired(f"{what}, {len(tr)} train + {len(va)} valid",
+                       ours_epoch(imgs, sub, tr, va, device, valid_batch, a),
+                       ref_epoch(cc, RefGender, folder, sub, tr, va, device, b), a, b, len(tr) + len(va), args.pairs,
+                       device)
+            rows.append((f"{what}, {len(tr)} train + {len(va)} valid: s/epoch", t))
+            rows.append((f"  decode {size} JPEGs once (ours only, s)", dec))
+            if what == "full fold":
+                rows.append(("  -> 46-epoch fold (ours: decode + 46 epochs), s", t, 46, dec))
+        a, b = Counter(), Counter()
+        with tempfile.TemporaryDirectory() as out:
+            t = paired(f"5-model inference incl. JPEG decode, {args.n} images", ours_inference(paths[:args.n], device,
+                       valid_batch, a), ref_inference(cc, RefGender, folder, args.n, device, b, Path(out)), a, b,
+                       5 * args.n, args.pairs, device)
+        rows.append((f"5-model inference incl. JPEG decode, {args.n} images: s", t))
+    print(f"\ndevice: {name}; torch {torch.__version__}; 1 warm-up pair + {args.pairs} interleaved pairs per measure")
+    print(f"{'measure':<62} {'ours':>22} {'reference':>22} {'ratio':>7} {'per pair':>12}")
+    for row in rows:
+        print(_row(*row))
+    print("ratio = reference time / ours (speed-up of ours); figures: median (min..max) seconds")
 
-        sub = labels[: args.n]
-        tr, va = kfold_splits(sub, stratified=False, seed=0)[0]
-        dec, ours_s = ours_epoch(paths[: args.n], sub, tr, va, device, valid_batch)
-        ref_s = ref_epoch(cc, RefGender, folder, sub, tr, va, device)
-        rows.append((f"gender fold epoch, {len(tr)} train + {len(va)} valid (img/s)", args.n / ours_s, args.n / ref_s))
-        rows.append((f"  decode {args.n} JPEGs once (ours only, s)", dec, float("nan")))
-        ours_i = ours_inference(paths[: args.n], device, valid_batch)
-        ref_i = ref_inference(cc, RefGender, folder, args.n, device)
-        rows.append((f"5-model inference incl. JPEG decode, {args.n} images (img/s)", args.n / ours_i, args.n / ref_i))
 
-        if args.fold_n:
-            fl = labels[: args.fold_n]
-            tr, va = kfold_splits(fl, stratified=False, seed=0)[0]
-            dec, per_epoch = ours_epoch(paths[: args.fold_n], fl, tr, va, device, valid_batch, epochs=args.fold_epochs)
-            rows.append((f"full fold {args.fold_n} images: s/epoch (avg of {args.fold_epochs})", per_epoch,
-                         ref_epoch(cc, RefGender, folder, fl, tr, va, device, args.fold_ref_epochs)
-                         if args.fold_ref_epochs else float("nan")))
-            rows.append(("  -> 46-epoch fold (original log: ~800 s on its GPU), s", dec + 46 * per_epoch,
-                         46 * rows[-1][2]))
-    print(f"\ndevice: {name}; torch {torch.__version__}")
-    print(f"{'measure':<66} {'ours':>10} {'reference':>10} {'ratio':>7}")
-    for label, o, r in rows:
-        higher_is_better = "img/s" in label
-        ratio = (o / r if higher_is_better else r / o) if np.isfinite(r) and r else float("nan")
-        print(f"{label:<66} {o:>10.2f} {r:>10.2f} {ratio:>6.2f}x")
-    print("ratio = speed-up of ours (img/s: ours/ref; seconds: ref/ours)")
+def _spread(xs) -> str:
+    return f"{np.median(xs):.2f} ({min(xs):.2f}..{max(xs):.2f})"
+
+
+def _row(label, t, scale=1, extra=0.0) -> str:
+    if isinstance(t, float):
+        return f"{label:<62} {t:>22.2f}"
+    a, b = [extra + scale * x for x in t.a], [scale * x for x in t.b]
+    pr = [y / x for x, y in zip(a, b)]
+    return (f"{label:<62} {_spread(a):>22} {_spread(b):>22} {np.median(b) / np.median(a):>6.2f}x "
+            f"{min(pr):>5.2f}..{max(pr):<5.2f}")
 
 
 if __name__ == "__main__":

@@ -1,22 +1,22 @@
 """Property scores: ours (vectorised) vs the original per-pixel Python functions.
 
-    python bench/scores.py [--n 200] [--seed 0] [--ref-dir .ref/original] [--device cpu]
+    python bench/scores.py --ref-dir PATH [--n 200] [--seed 0] [--pairs 3] [--device cpu]
 
 The reference flow is the original `compute_property_scores.py` / `compute_property_scores_v2.py`
-(WannaBeSuperteur/AI_Projects, 2025_04_08_OhLoRA/stylegan_and_segmentation), copied into
---ref-dir, called per image exactly as their `compute_all_image_scores` does, on the same
-in-memory maps and images. Both flows see arrays already decoded (file reading excluded). Ours is
-timed as the median of 5 runs (it takes ~0.1 s, so bursts from other processes would dominate a
-single run); the original runs once (tens of seconds). The bench asserts that every value is identical (NaN where the original gives None/NaN/crash, flags
-checked too). The scores are numpy code; --device is accepted for a uniform bench interface and
-only `cpu` makes sense.
+(WannaBeSuperteur/AI_Projects, 2025_04_08_OhLoRA/stylegan_and_segmentation), copied into the
+folder --ref-dir names (default .ref/original), called per image exactly as their
+`compute_all_image_scores` does, on the same in-memory maps and images. Both flows see arrays
+already decoded (file reading excluded). The two are timed interleaved (`bench/interleave.py`: one
+untimed warm-up pair, then --pairs timed pairs A B A B ...; median, min..max, ratio per pair), and
+every timed call of each side must give values identical to the other's (NaN where the original
+gives None/NaN/crash, flags checked too): both did the same work. The scores are numpy code;
+--device is accepted for a uniform bench interface and only `cpu` makes sense.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -24,7 +24,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from interleave import interleave  # noqa: E402
 from ohlora_core.scores import ScoreFlag, compute_scores_v1, compute_scores_v2  # noqa: E402
 
 S = 224
@@ -132,6 +134,7 @@ def main() -> None:
     ap.add_argument("--eye-scale", type=float, default=1.3, help="scales eye radii (pixel count ~ square)")
     ap.add_argument("--ref-dir", type=Path, default=ROOT / ".ref" / "original")
     ap.add_argument("--device", default="cpu", help="only cpu: the scores are numpy code")
+    ap.add_argument("--pairs", type=int, default=3, help="timed pairs (ours, original) per algorithm")
     args = ap.parse_args()
     if args.device != "cpu":
         print(f"note: --device {args.device} ignored, property scores run on the CPU (numpy)")
@@ -143,30 +146,30 @@ def main() -> None:
     print(f"{args.n} synthetic maps, eye pixels per eye: median {int(np.median(eye_px))}, "
           f"max {int(eye_px.max())}; machine: {__import__('os').cpu_count()} CPU cores")
 
-    compute_scores_v1(maps[:2], images[:2]), compute_scores_v2(maps[:2], images[:2])  # warm-up (imports, caches)
     rows = []
     for label, ours_fn, ref_fn in (
             ("v1", lambda: compute_scores_v1(maps, images),
              lambda: np.array([reference_v1(mod1, m, im) for m, im in zip(maps, images)], np.float64)),
             ("v2", lambda: compute_scores_v2(maps, images),
              lambda: np.array([reference_v2(mod2, mod1, m, im) for m, im in zip(maps, images)], np.float64))):
-        times = []
-        for _ in range(5):  # ours is ~0.1 s: median of 5 runs damps bursts from other processes
-            t0 = time.perf_counter()
-            ours = ours_fn()
-            times.append(time.perf_counter() - t0)
-        t_ours = float(np.median(times))
-        t0 = time.perf_counter()
-        ref = ref_fn()
-        t_ref = time.perf_counter() - t0
-        assert_same(ours, ref, label)
-        rows.append((label, t_ours, t_ref))
+        results: dict[str, list] = {"ours": [], "ref": []}
+        timing = interleave(lambda: results["ours"].append(ours_fn()), lambda: results["ref"].append(ref_fn()),
+                            args.pairs, warmup=1, a_name=f"ours {label}", b_name=f"original {label}")
+        for ours, ref in zip(results["ours"], results["ref"]):  # every call of both sides: the same values
+            assert_same(ours, ref, label)
+        print(timing.report())
+        rows.append((label, timing))
 
-    print("ours: median of 5 runs; original: one run (both on the same in-memory arrays)")
-    print(f"{'algorithm':<10}{'ours (s)':>12}{'original (s)':>15}{'speed-up':>11}{'ms/img ours':>14}{'identical':>11}")
-    for label, t_ours, t_ref in rows:
-        print(f"{label:<10}{t_ours:>12.3f}{t_ref:>15.2f}{t_ref / t_ours:>10.0f}x"
-              f"{1000 * t_ours / args.n:>14.3f}{'yes':>11}")
+    print(f"\ninterleaved: 1 warm-up pair, then {args.pairs} timed pairs; same in-memory arrays on both sides")
+    print(f"{'algorithm':<10}{'ours (s)':>22}{'original (s)':>22}{'speed-up':>10}{'per pair':>14}{'identical':>11}")
+    for label, t in rows:
+        pr = t.pair_ratios
+        print(f"{label:<10}{_spread(t.a):>22}{_spread(t.b):>22}{t.ratio:>9.0f}x{min(pr):>7.0f}..{max(pr):<6.0f}"
+              f"{'yes':>11}")
+
+
+def _spread(xs: list[float]) -> str:
+    return f"{np.median(xs):.3f} ({min(xs):.3f}..{max(xs):.3f})"
 
 
 if __name__ == "__main__":

@@ -19,7 +19,14 @@ layout (random swin_b weights saved once); `--no-imagenet-load` skips that step
 Both use the same smoke checkpoint (random FaceXFormer weights, saved to a
 temp file) and the same images (256x256 JPEGs cut from skimage's astronaut).
 
-    python bench/segmentation.py [--device cuda] [--n 32] [--ref-n 8] [--ref-dir .ref/facexformer]
+    python bench/segmentation.py --ref-dir PATH [--device cuda] [--n 32] [--ref-n 8] [--pairs 3]
+
+--ref-dir: a checkout of github.com/Kartik-3004/facexformer (default .ref/facexformer). The two flows
+are timed interleaved (`bench/interleave.py`: one untimed warm-up pair, then --pairs timed pairs
+A B A B ...): ours = model + MTCNN load and `segment_images` on --n images into a fresh folder, the
+reference = --ref-n images one by one; figures are per image (median, min..max, ratio per pair).
+Every timed call must have written its files (ours: --n images parsed, 3 PNGs each; reference:
+3 PNGs per image): both sides did the work they are credited with.
 """
 from __future__ import annotations
 
@@ -36,7 +43,9 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from interleave import interleave  # noqa: E402
 from ohlora_core.artifacts import SegmentationMaps  # noqa: E402
 from ohlora_core.segmentation.face_crop import make_mtcnn  # noqa: E402
 from ohlora_core.segmentation.facexformer import load_facexformer, smoke_facexformer  # noqa: E402
@@ -121,6 +130,10 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def _spread(xs: list[float]) -> str:
+    return f"{np.median(xs):.3f} ({min(xs):.3f}..{max(xs):.3f})"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cpu")
@@ -129,6 +142,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--ref-dir", type=Path, default=ROOT / ".ref" / "facexformer")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--pairs", type=int, default=3, help="timed pairs (ours, reference)")
     ap.add_argument("--no-imagenet-load", action="store_true",
                     help="reference skips the per-image ImageNet swin_b weight load (lower bound)")
     args = ap.parse_args()
@@ -151,47 +165,55 @@ def main() -> None:
         paths = make_images(tmp / "img", max(args.n, args.ref_n))
         numbers = list(range(len(paths)))
 
-        # warm-up (CUDA context, allocator, cuDNN autotune) outside both timings
-        warm = load_facexformer(ckpt, args.device)
-        with torch.inference_mode():
-            warm.parse(torch.zeros(1, 3, 224, 224, device=args.device))
-        del warm
-        sync(args.device)
+        calls, loads = {"ours": 0, "ref": 0}, []
+        outputs: dict[str, SegmentationMaps] = {}
 
-        t0 = time.perf_counter()
-        model = load_facexformer(ckpt, args.device)
-        mtcnn = make_mtcnn(args.device)
-        t_load = time.perf_counter() - t0
-        ours = SegmentationMaps(tmp / "ours")
-        summary = segment_images(paths[:args.n], numbers[:args.n], ours, model, mtcnn, args.device,
-                                 batch_size=args.batch_size, visualizations=True)
-        sync(args.device)
-        t_ours = time.perf_counter() - t0
-        del model
+        def run_ours() -> None:
+            t0 = time.perf_counter()
+            model = load_facexformer(ckpt, args.device)
+            mtcnn = make_mtcnn(args.device)
+            loads.append(time.perf_counter() - t0)
+            ours = outputs["ours"] = SegmentationMaps(tmp / f"ours{calls['ours']}")  # fresh: nothing to skip
+            calls["ours"] += 1
+            summary = segment_images(paths[:args.n], numbers[:args.n], ours, model, mtcnn, args.device,
+                                     batch_size=args.batch_size, visualizations=True)
+            assert len(summary.written) + len(summary.no_face) == args.n and summary.skipped == []
+            assert len(list(ours.results_dir.glob("*.png"))) == 3 * len(summary.written)
+            outputs["summary"] = summary
 
-        (tmp / "ref").mkdir()
-        t0 = time.perf_counter()
-        for p, no in zip(paths[:args.ref_n], numbers[:args.ref_n]):
-            reference_one(official_cls, inf, ckpt, p, no, tmp / "ref", args.device)
-        sync(args.device)
-        t_ref = time.perf_counter() - t0
+        def run_ref() -> None:
+            out = tmp / f"ref{calls['ref']}"
+            calls["ref"] += 1
+            out.mkdir()
+            for p, no in zip(paths[:args.ref_n], numbers[:args.ref_n]):
+                reference_one(official_cls, inf, ckpt, p, no, out, args.device)
+            assert len(list(out.glob("*.png"))) == 3 * args.ref_n
+            outputs["ref"] = out
 
+        # the untimed warm-up pair also warms the CUDA context, allocator and cuDNN autotune
+        timing = interleave(run_ours, run_ref, args.pairs, warmup=1, a_name="ours", b_name="reference",
+                            sync=lambda: sync(args.device))
+        ours, summary, ref_out = outputs["ours"], outputs["summary"], outputs["ref"]
         both = [no for no in numbers[:min(args.n, args.ref_n)] if no in summary.written]
         same_face = sum(np.array_equal(cv2.imread(str(ours.face(no))),
-                                       cv2.imread(str(tmp / "ref" / f"face_{no:06d}.png"))) for no in both)
+                                       cv2.imread(str(ref_out / f"face_{no:06d}.png"))) for no in both)
         agree = np.mean([np.mean(read_label_map(ours.parsing(no))
-                                 == read_label_map(tmp / "ref" / f"parsing_{no:06d}.png")) for no in both])
+                                 == read_label_map(ref_out / f"parsing_{no:06d}.png")) for no in both])
 
     dev = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU ({torch.get_num_threads()} threads)"
-    ours_pi, ref_pi = t_ours / args.n, t_ref / args.ref_n
-    print(f"segmentation bench on {dev}; smoke FaceXFormer weights; 256x256 images")
-    print(f"{'flow':<44}{'images':>7}{'total s':>10}{'s/image':>10}")
-    print(f"{'ours (load once, batch %d)' % args.batch_size:<44}{args.n:>7}{t_ours:>10.2f}{ours_pi:>10.3f}")
-    print(f"{'  of which model + MTCNN load':<44}{'':>7}{t_load:>10.2f}")
+    ours_pi = [t / args.n for t in timing.a]
+    ref_pi = [t / args.ref_n for t in timing.b]
+    pair = [r / o for o, r in zip(ours_pi, ref_pi)]
+    med_o, med_r = float(np.median(ours_pi)), float(np.median(ref_pi))
+    print(f"segmentation bench on {dev}; smoke FaceXFormer weights; 256x256 images; "
+          f"1 warm-up pair + {args.pairs} interleaved pairs")
+    print(f"{'flow':<46}{'images':>7}{'s/image median (min..max)':>30}")
+    print(f"{'ours (load once, batch %d)' % args.batch_size:<46}{args.n:>7}{_spread(ours_pi):>30}")
+    print(f"{'  of which model + MTCNN load (s per call)':<46}{'':>7}{_spread(loads[-args.pairs:]):>30}")
     ref_label = "reference (rebuild + reload per image, bs 1)" + ("" if args.no_imagenet_load else " *")
-    print(f"{ref_label:<44}{args.ref_n:>7}{t_ref:>10.2f}{ref_pi:>10.3f}")
-    print(f"speed-up per image (reference / ours): {ref_pi / ours_pi:.1f}x; "
-          f"projected 4,703 images: ours {4703 * ours_pi / 60:.1f} min, reference {4703 * ref_pi / 60:.1f} min")
+    print(f"{ref_label:<46}{args.ref_n:>7}{_spread(ref_pi):>30}")
+    print(f"speed-up per image (reference / ours): {med_r / med_o:.1f}x (per pair {min(pair):.1f}..{max(pair):.1f}x); "
+          f"projected 4,703 images: ours {4703 * med_o / 60:.1f} min, reference {4703 * med_r / 60:.1f} min")
     if not args.no_imagenet_load:
         print("* includes the per-image load of (stand-in) ImageNet swin_b weights, as the original's "
               "swin_b(weights='IMAGENET1K_V1') did from torch's cache")
