@@ -2,6 +2,7 @@
 
     ohlora generate ...      images from a fine-tuned generator or the latent directions (cli/generate.py)
     ohlora label ...         the hand-labelling page over raw_images (cli/label.py)
+    ohlora studio ...        sliders, the image and how well the request was met (cli/studio.py)
 
 Each command lives in its own module with its `add_parser(subparsers)`; shared storage and mode
 resolution is in `cli/common.py`.
@@ -11,9 +12,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ohlora_core.cli import generate, label
+from ohlora_core.cli import generate, label, studio
 
-COMMANDS = (generate, label)
+COMMANDS = (generate, label, studio)
 
 
 def build_parser() -> argparse.ArgumentParser:
