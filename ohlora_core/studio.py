@@ -40,7 +40,7 @@ import numpy as np
 
 from ohlora_core.artifacts import FINETUNES, ControllabilityReport, LatentDirections, LatentW, PropertyScoreCnn
 from ohlora_core.finetune import protocol
-from ohlora_core.finetune.request import (MAX_SEED, PROPERTIES, PROPERTY_RANGE, VERSION_LABELS, VERSIONS,
+from ohlora_core.finetune.request import (MAX_SEED, PROPERTIES, VERSION_LABELS, VERSIONS,
                                           GenerationRequest, GenerationRequestError, validate_count, validate_values,
                                           validate_z)
 from ohlora_core.layout import StorageLayout
@@ -197,11 +197,12 @@ class ModelCache:
         from ohlora_core.finetune.generate import load_request_models
         from ohlora_core.io import CheckpointError
 
+        finetuned = method in VERSIONS
         try:
-            template = GenerationRequest("finetuned" if method in VERSIONS else "directions", {}, [0.0] * 512,
-                                         n=1, noise=NOISE, batch=BATCH, device=self.device,
-                                         version=method if method in VERSIONS else "v3", **method_sources(self.where,
-                                                                                                           method))
+            # version v3 for directions too: what `ohlora generate --method directions` records (its default)
+            template = GenerationRequest("finetuned" if finetuned else "directions", {}, [0.0] * 512, n=1,
+                                         noise=NOISE, batch=BATCH, device=self.device,
+                                         version=method if finetuned else "v3", **method_sources(self.where, method))
             G, directions = load_request_models(template)
         except (UsageError, CheckpointError, GenerationRequestError, OSError) as exc:
             raise Unavailable(f"{method}: {exc}") from None
@@ -297,7 +298,8 @@ class Spec:
 def _check_keys(body: dict, allowed: set[str], what: str) -> None:
     unknown = sorted(set(body) - allowed)
     if unknown:
-        raise StudioRequestError(f"{what}: unknown field(s) {', '.join(unknown)}; expected {', '.join(sorted(allowed))}")
+        raise StudioRequestError(f"{what}: unknown field(s) {', '.join(unknown)}; "
+                                 f"expected {', '.join(sorted(allowed))}")
 
 
 def parse_z(value) -> ZChoice:
@@ -656,7 +658,8 @@ def build_app(studio: Studio, max_body: int = DEFAULT_MAX_BODY):
         if not isinstance(with_strip, bool):
             raise StudioRequestError("strip must be true or false")
         # an export renders: it takes its turn with the renders, and is never superseded
-        return JSONResponse(await run_in_threadpool(studio.coalescer.exclusive, lambda: studio.export(spec, with_strip)))
+        done = await run_in_threadpool(studio.coalescer.exclusive, lambda: studio.export(spec, with_strip))
+        return JSONResponse(done)
 
     async def unavailable(request: Request, exc: Unavailable) -> Response:
         return JSONResponse({"error": str(exc)}, status_code=409)

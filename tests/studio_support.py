@@ -131,12 +131,17 @@ def studio_command(root, *args) -> list[str]:
             *map(str, args)]
 
 
+def server_env() -> dict:
+    """The studio's environment in the tests: one thread (the test process and the browser share the cores with
+    it). A command that must give the studio's bytes runs with the same: a batched matmul may round differently
+    with another thread count."""
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
 def start_server(root, port, *args):
-    """`ohlora studio` in its own process group; returns once it answers. One torch thread: the test process
-    and the browser share the machine's cores with it."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    """`ohlora studio` in its own process group (`server_env`); returns once it answers."""
     proc = subprocess.Popen(studio_command(root, "--port", port, *args), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True, text=True, env=env)
+                            stderr=subprocess.STDOUT, start_new_session=True, text=True, env=server_env())
     deadline = time.time() + 90
     while time.time() < deadline:
         try:

@@ -23,7 +23,7 @@ from ohlora_core.layout import StorageLayout
 from ohlora_core.studio import SMOKE_NOTICE, Studio, build_app
 from ohlora_core.stylegan import load_generator
 from tests.labelling_support import free_port
-from tests.studio_support import NARROW, make_storage, start_server, stop_server
+from tests.studio_support import make_storage, start_server, stop_server
 from tests.web_attacks import attack_cases, check_attack, own_requests, send_asgi, send_http
 
 PORT = 8766
