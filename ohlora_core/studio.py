@@ -51,6 +51,7 @@ METHODS = (*VERSIONS, "directions")  # the controllability report's method names
 NOISE = 0.3           # the original's final inference: z + 0.3 N(0, 1)
 STRIP = 8             # thumbnails in the variation strip (an export with the strip writes 1 + STRIP images)
 BATCH = 1             # one row per forward everywhere, so page, thumbnail and export of one z are the same bytes
+IMAGES_KEPT = 8       # raw images kept for measuring (the last states of a page or two)
 STEP = 0.1            # hits every value of the report's grid (eyes +-1.8, mouth -1.2..1.6, pose -1.2..3.6)
 # The report's calibration: the protocol's grid for the properties it tests ...
 PROTOCOL_RANGES = {"eyes": (min(protocol.EYES), max(protocol.EYES)),
@@ -180,12 +181,13 @@ class ModelCache:
         self._cnn: tuple[Path, Any] | None = None
         self.loads = 0  # how many times a generator was loaded (the tests count them)
 
-    def _key(self, method: str) -> tuple:
+    def key(self, method: str) -> tuple:
+        """The current recipe folders of the assets `method` reads: another key, other models (and images)."""
         names = [FINETUNES[method].NAME] if method in VERSIONS else [LatentDirections.NAME, LatentW.NAME]
         return tuple((self.where.artifact_dir(n) / "current").resolve() for n in names)
 
     def get(self, method: str) -> Loaded:
-        key = self._key(method)
+        key = self.key(method)
         held = self._loaded.get(method)
         if held is None or held[0] != key:
             self._loaded[method] = (key, self._load(method))
@@ -360,6 +362,13 @@ def parse_spec(body: dict, what: str, extra: set[str] = frozenset()) -> Spec:
                 client)
 
 
+def boolean(body: dict, name: str, default: bool) -> bool:
+    value = body.get(name, default)
+    if not isinstance(value, bool):
+        raise StudioRequestError(f"{name} must be true or false, got {str(value)[:40]}")
+    return value
+
+
 def image_url(jpeg: bytes) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
 
@@ -377,6 +386,7 @@ class Studio:
     def __post_init__(self):
         self.exports = Path(self.exports or self.where.root / "exports" / self.where.mode).resolve()
         self.models = ModelCache(self.where, self.device)
+        self._images: dict[tuple, Any] = {}  # (method, values, z, seed, model key) -> raw image, oldest first
         self._export_lock = threading.Lock()
 
     # -- listing -----------------------------------------------------------------------------------------------
@@ -510,23 +520,51 @@ class Studio:
             out = cnn(image).float().cpu().numpy()[0]
         return {p: finite_or_none(v) for p, v in zip(PROPERTIES, out)}
 
-    def render(self, spec: Spec) -> dict:
-        """The image of z (row 0 of the request) through every method of `spec`, measured, with report figures."""
+    def _image(self, method: str, spec: Spec, z: list[float], row: np.ndarray):
+        """(request, raw image, properties not taken) of `method` for row 0 of the request; the last few images are
+        kept, so that measuring the image just shown costs the CNN only."""
+        request, loaded, dropped = self.request(method, spec, z)
+        key = (method, tuple(request.values.items()), spec.z, spec.seed, self.models.key(method))
+        image = self._images.pop(key, None)
+        if image is None:
+            image = self._forward(request, loaded, row)
+        self._images[key] = image  # newest last
+        while len(self._images) > IMAGES_KEPT:
+            self._images.pop(next(iter(self._images)))
+        return request, image, dropped
+
+    def _row(self, spec: Spec) -> tuple[list[float], np.ndarray]:
         from ohlora_core.finetune.generate import latents_around
 
         z, _, _ = self.resolve_z(spec.z, spec.seed)
-        row = latents_around(np.asarray(z, np.float64), 1, NOISE, spec.seed)
+        return z, latents_around(np.asarray(z, np.float64), 1, NOISE, spec.seed)
+
+    def render(self, spec: Spec, measure: bool = True) -> dict:
+        """The image of z (row 0 of the request) through every method of `spec`, with report figures, and with
+        `measure` the CNN's values (the page measures apart, once the slider rests: `measure`)."""
+        z, row = self._row(spec)
         figures, _, _ = report_figures(self.where)
         results = []
         for method in spec.methods:
             start = time.perf_counter()
-            request, loaded, dropped = self.request(method, spec, z)
-            image = self._forward(request, loaded, row)
-            measured = self._measure(image)
+            request, image, dropped = self._image(method, spec, z, row)
             results.append({"method": method, "image": image_url(self._jpeg(image)), "requested": request.values,
-                            "measured": measured, "not_taken": dropped, "report": figures.get(method),
-                            "smoke": request.is_smoke, "seconds": round(time.perf_counter() - start, 3)})
-        return {"results": results, "z_norm": float(np.linalg.norm(z)), "cnn": self.models.cnn() is not None}
+                            "measured": self._measure(image) if measure else None, "not_taken": dropped,
+                            "report": figures.get(method), "smoke": request.is_smoke,
+                            "seconds": round(time.perf_counter() - start, 3)})
+        return {"results": results, "z_norm": float(np.linalg.norm(z)), "cnn": self.models.cnn() is not None,
+                "measured": measure}
+
+    def measure(self, spec: Spec) -> dict:
+        """The property CNN's values for the images of `spec` (kept from its render, else made again)."""
+        z, row = self._row(spec)
+        results = []
+        for method in spec.methods:
+            start = time.perf_counter()
+            _, image, _ = self._image(method, spec, z, row)
+            results.append({"method": method, "measured": self._measure(image),
+                            "seconds": round(time.perf_counter() - start, 3)})
+        return {"results": results, "cnn": self.models.cnn() is not None}
 
     def strip_rows(self, spec: Spec) -> np.ndarray:
         """Rows 1..strip of the request: z + 0.3 N(0, 1) from the seed (what an export with the strip writes)."""
@@ -617,11 +655,14 @@ def build_app(studio: Studio, max_body: int = DEFAULT_MAX_BODY):
     from starlette.responses import HTMLResponse, JSONResponse, Response
     from starlette.routing import Route
 
-    async def coalesced(request: Request, kind: str, what: str, extra: set[str], job) -> Response:
+    async def coalesced(request: Request, kind: str, what: str, job, **flags: bool) -> Response:
+        """Parse and check a request, then run `job(spec, **flags)` in its turn (`Coalescer`); `flags` are the
+        request's optional true/false fields with their defaults."""
         body = await read_json_object(request, what=what)
-        spec = parse_spec(body, what, extra)
+        spec = parse_spec(body, what, set(flags))
+        options = {name: boolean(body, name, default) for name, default in flags.items()}
         studio.check(spec)
-        ran, result = await run_in_threadpool(studio.coalescer.run, spec.channel(kind), lambda: job(spec, body))
+        ran, result = await run_in_threadpool(studio.coalescer.run, spec.channel(kind), lambda: job(spec, **options))
         return JSONResponse(result if ran else {"superseded": True})
 
     async def page(request: Request) -> Response:
@@ -631,10 +672,13 @@ def build_app(studio: Studio, max_body: int = DEFAULT_MAX_BODY):
         return JSONResponse(studio.info())
 
     async def render(request: Request) -> Response:
-        return await coalesced(request, "render", "render request", set(), lambda spec, _: studio.render(spec))
+        return await coalesced(request, "render", "render request", studio.render, measure=True)
+
+    async def measure(request: Request) -> Response:
+        return await coalesced(request, "measure", "measure request", studio.measure)
 
     async def strip(request: Request) -> Response:
-        return await coalesced(request, "strip", "strip request", set(), lambda spec, _: studio.strip(spec))
+        return await coalesced(request, "strip", "strip request", studio.strip)
 
     async def pick(request: Request) -> Response:
         body = await read_json_object(request, what="pick request")
@@ -653,10 +697,8 @@ def build_app(studio: Studio, max_body: int = DEFAULT_MAX_BODY):
     async def export(request: Request) -> Response:
         body = await read_json_object(request, what="export request")
         spec = parse_spec(body, "export request", {"strip"})
+        with_strip = boolean(body, "strip", False)
         studio.check(spec)
-        with_strip = body.get("strip", False)
-        if not isinstance(with_strip, bool):
-            raise StudioRequestError("strip must be true or false")
         # an export renders: it takes its turn with the renders, and is never superseded
         done = await run_in_threadpool(studio.coalescer.exclusive, lambda: studio.export(spec, with_strip))
         return JSONResponse(done)
@@ -668,6 +710,7 @@ def build_app(studio: Studio, max_body: int = DEFAULT_MAX_BODY):
         return JSONResponse({"error": str(exc)}, status_code=500)
 
     routes = [Route("/", page), Route("/api/info", info), Route("/api/render", render, methods=["POST"]),
+              Route("/api/measure", measure, methods=["POST"]),
               Route("/api/strip", strip, methods=["POST"]), Route("/api/pick", pick, methods=["POST"]),
               Route("/api/z", parse_upload, methods=["POST"]), Route("/api/export", export, methods=["POST"])]
     handlers = {**json_error_handlers(), Unavailable: unavailable, ExportFailed: export_failed}

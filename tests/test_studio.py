@@ -134,6 +134,24 @@ def test_a_render_is_row_0_of_the_request_measured_by_the_property_cnn(client, s
     assert other["image"] != result["image"]
 
 
+def test_the_page_measures_the_image_it_shows_without_a_second_forward(client, studio, monkeypatch):
+    """While a slider moves the page asks for images only (one forward each); once it rests it asks for the
+    measurement, which reuses the image just rendered: the CNN's values equal those of a measured render."""
+    forwards = []
+    real = studio._forward
+    monkeypatch.setattr(studio, "_forward", lambda *a: forwards.append(1) or real(*a))
+    body = {**RENDER, "methods": ["v3", "v4"], "values": {"eyes": 0.3, "pose": 3.6}, "seed": 11}
+    shown = post(client, "/api/render", {**body, "measure": False})
+    assert shown["measured"] is False and [r["measured"] for r in shown["results"]] == [None, None]
+    assert len(forwards) == 2
+    measured = post(client, "/api/measure", body)["results"]
+    assert len(forwards) == 2 and [m["method"] for m in measured] == ["v3", "v4"]
+    whole = post(client, "/api/render", body)["results"]
+    assert [m["measured"] for m in measured] == [r["measured"] for r in whole]
+    assert all(set(m["measured"]) == {"eyes", "hair_color", "hair_length", "mouth", "pose", "background_mean",
+                                      "background_std"} for m in measured)
+
+
 def test_side_by_side_sends_the_same_request_and_z_through_each_method(client):
     body = {**RENDER, "methods": ["v4", "v3", "directions"], "values": {**VALUES, "hair_color": 1.0}}
     results = post(client, "/api/render", body)["results"]
@@ -264,6 +282,7 @@ def test_models_are_loaded_once_per_method_and_again_when_the_asset_changes(tmp_
     ({"z": {"kind": "url"}}, 400, 'z must be {"kind": "seed"}'),
     ({"client": "a b"}, 400, "client must be 1..64 letters"),
     ({"extra": 1}, 400, "render request: unknown field(s) extra"),
+    ({"measure": "no"}, 400, "measure must be true or false"),
 ])
 def test_a_bad_render_request_is_refused_with_a_message(client, studio, change, status, message):
     rendered = studio.coalescer.rendered
@@ -276,6 +295,7 @@ def test_a_bad_render_request_is_refused_with_a_message(client, studio, change, 
     ("/api/pick", {**RENDER, "index": 0}, "index 0 must be at least 1"),
     ("/api/pick", {**RENDER, "index": 9}, "index 9 must be at most 8"),
     ("/api/export", {**RENDER, "strip": "yes"}, "strip must be true or false"),
+    ("/api/measure", {**RENDER, "measure": True}, "measure request: unknown field(s) measure"),
     ("/api/z", {"text": "[1, 2]"}, "expected a z of 512 values, got 2"),
     ("/api/z", {"text": "[" + ", ".join(["NaN"] * 512) + "]"}, "uploaded z holds NaN"),
     ("/api/z", {"text": "0,1\n1,x"}, "uploaded z: line 2 is not 512 numbers"),

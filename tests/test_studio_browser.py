@@ -99,6 +99,7 @@ def move_sliders_by_keyboard(page, port):
     stats = page.evaluate("({...window.studio.stats})")
     changes, sent = stats["changes"] - stats0["changes"], stats["sent"] - stats0["sent"]
     assert changes == 16 and 1 <= sent < changes, stats  # one request in flight, then the latest state
+    assert 1 <= stats["measures"] - stats0["measures"] <= sent  # measured once the keys rest, not per image
     state = page_state(page)
     assert state["values"]["eyes"] == 0.8 and state["values"]["pose"] == -0.6
     want = api_render(port, state)["results"][0]  # what the server gives for the page's final state
