@@ -332,3 +332,9 @@ class ControllabilityReport(AssetFiles):
 
 GAN_FINETUNES = {"v1": StyleganFinetuneV1, "v4": StyleganFinetuneV4}
 FINETUNES = {"v1": StyleganFinetuneV1, "v2": StyleganFinetuneV2, "v3": StyleganFinetuneV3, "v4": StyleganFinetuneV4}
+
+# Every asset's files class, by asset name (the IO manager hands an asset its inputs through this).
+ASSET_FILES: dict[str, type[AssetFiles]] = {cls.NAME: cls for cls in (
+    LatentCodes, RawImages, HandLabels, GenderQualityModels, GenderQualityScores, FilteredImages, SegmentationMaps,
+    PropertyScoresV1, PropertyScoresV2, PropertyScoreCnn, PropertyScoresV2Cnn, PropertyScoresV2VsCnn, *FINETUNES.values(),
+    FinalSamples, LatentW, LatentDirections, ControllabilityReport)}

@@ -1,209 +1,145 @@
-"""One resource for where and how the pipeline runs.
+"""The resources of a code location: run settings, the artifact store, and the IO manager that hands each
+asset its upstream assets' files.
 
-`OhloraSettings` holds the environment (storage root, device, checkpoint locations,
-batch size) and the few run-wide knobs the user asked to set in one place (mode,
-seed, image count). Edit it in the Launchpad under `resources: settings: config:`,
-or with OHLORA_* environment variables, which the defaults read.
+- `RunSettings` ("settings"): what a run asks for — seed, device, counts, batch size.
+- `ArtifactStore` ("store"): where everything lives (storage root, checkpoints, hand labels) and the storage
+  protocol every asset follows: `stage` opens the recipe folder (recipe = the asset's code version, the data
+  versions of everything it reads, and its settings), `publish` records the outputs, switches `current`
+  atomically and returns the materialization (data version, path, mode, figures, pictures, checks).
+- `ArtifactInputs` ("io_manager"): an asset's typed inputs are the upstream assets' `current/` files
+  (`ohlora_core.artifacts` handles); assets write their own files, so nothing is pickled.
+
+The mode is not a setting: it is the first part of every asset key (`smoke/raw_images`), fixed by the code
+location (`ohlora_dagster.smoke`, `ohlora_dagster.full`), so smoke and full never share a file or a history.
+Edit settings in the Launchpad under `resources: settings: config:` or with OHLORA_* environment variables.
 """
 
 import os
-from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
-if TYPE_CHECKING:
-    from ohlora_core.store import RecipeDir
+from ohlora_core.layout import FACEXFORMER_CHECKPOINT, STYLEGAN_CHECKPOINT
 
-F = TypeVar("F")
-REPO_ROOT = Path(__file__).resolve().parents[1]
-# Full mode runs on these (see README "Full mode").
-FULL_N_IMAGES = 10_000
-FULL_N_LABELLED = 2_000
-# Smoke mode: the same code paths at sizes a 2-core CPU finishes in minutes.
-SMOKE_N_IMAGES = 40
-SMOKE_N_LABELLED = 30
-SMOKE_MAX_EPOCHS = 2
-SMOKE_BANNER = ("smoke mode: deterministic random weights and stand-in labels — the images are noise and every "
-                "figure is meaningless; the code paths are the real ones (README 'Full mode' for real checkpoints)")
+class RunSettings(dg.ConfigurableResource):
+    """What a run asks for. Counts left unset take the mode's preset (ohlora_dagster/presets.py)."""
 
-
-class SettingsError(ValueError):
-    """A setting cannot work on this machine or contradicts another one."""
-
-
-def check_device(device: str) -> None:
-    """`device` names a torch device that exists here, or SettingsError says what to set instead."""
-    from ohlora_core.device import DeviceError
-    from ohlora_core.device import check_device as check
-
-    try:
-        check(device, "settings.device")
-    except DeviceError as exc:
-        raise SettingsError(str(exc)) from None
-
-
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, default)
-
-
-class OhloraSettings(dg.ConfigurableResource):
-    """Where artifacts live, which weights to use, and on what device."""
-
-    mode: Literal["auto", "smoke", "full"] = Field(
-        default_factory=lambda: _env("OHLORA_MODE", "auto"),
-        description="full: real checkpoints; smoke: deterministic random weights and stand-in labels; "
-        "auto: full when the StyleGAN checkpoint exists, else smoke.",
-    )
-    storage_root: str = Field(
-        default_factory=lambda: _env("OHLORA_STORAGE", str(REPO_ROOT / "storage")),
-        description="Root for models/, labels/ and artifacts/ (absolute, or relative to the repo).",
-    )
-    device: str = Field(
-        default_factory=lambda: _env("OHLORA_DEVICE", "auto"),
-        description="torch device for model work: auto (cuda when available), cpu, cuda, cuda:1, ...",
-    )
     seed: int = Field(default=0, ge=0, description="Seed of every random choice: z (with the image index), inits, splits.")
-    n_images: int | None = Field(default=None, gt=0,
-                                 description="Images to generate; unset = 10,000 (full) / 40 (smoke).")
+    device: str = Field(default_factory=lambda: os.environ.get("OHLORA_DEVICE", "auto"),
+                        description="torch device for model work: auto (cuda when available), cpu, cuda, cuda:1, ...")
+    n_images: int | None = Field(default=None, gt=0, description="Images to generate; unset = 10,000 (full) / 40 "
+                                 "(smoke). The run's preflight refuses a count that memory or disk cannot hold.")
     n_labelled: int | None = Field(default=None, gt=1, description="Hand-labelled images (rows the label CSV must "
                                    "hold); unset = 2,000 (full) / 30 (smoke).")
-    batch_size: int = Field(default=16, gt=0, description="Inference batch size for generation and parsing.")
-    tf32: bool = Field(
-        default=True,
-        description="Let CUDA convolutions use TF32 (PyTorch's default; ~±1 grey level on ~5% of pixels). "
-        "false = full fp32, matching the CPU/genforce values, ~4.5x slower generation.",
-    )
-    stylegan_checkpoint: str = Field(
-        default="models/stylegan_celeba_partial256.pth",
-        description="genforce celeba_partial-256x256 checkpoint, relative to storage_root.",
-    )
-    facexformer_checkpoint: str = Field(
-        default="models/facexformer/ckpts/model.pt", description="Official FaceXFormer checkpoint, relative to storage_root."
-    )
-    hand_labels_csv: str = Field(
-        default="labels/synthesize_results_quality_and_gender.csv",
-        description="Hand labels (img_name,quality,gender), relative to storage_root.",
-    )
-
-    def setup_for_execution(self, context) -> None:  # noqa: ANN001
-        """Runs before any step of a run: a bad setting stops the run before a file is touched; the
-        run's log says once which mode it runs in."""
-        self.validate()
-        if context.log is not None:
-            context.log.info(SMOKE_BANNER if self.is_smoke else f"full mode: real checkpoints under {self.root / 'models'}")
-
-    def validate(self) -> None:
-        """Check what pydantic cannot: the device exists here, counts agree. Raises SettingsError."""
-        if self.n_labelled is not None and self.n_labelled > self.image_count:
-            raise SettingsError(f"settings.n_labelled={self.n_labelled} is more than the {self.image_count} images "
-                                f"generated (settings.n_images); lower n_labelled or raise n_images")
-        check_device(self.device)
-
-    # -- derived -----------------------------------------------------------------
-    @property
-    def root(self) -> Path:
-        root = Path(self.storage_root)
-        return root if root.is_absolute() else REPO_ROOT / root
-
-    def path(self, relative: str) -> Path:
-        p = Path(relative)
-        return p if p.is_absolute() else self.root / p
-
-    @property
-    def resolved_mode(self) -> Literal["smoke", "full"]:
-        if self.mode == "auto":
-            return "full" if self.path(self.stylegan_checkpoint).is_file() else "smoke"
-        return self.mode
-
-    @property
-    def is_smoke(self) -> bool:
-        return self.resolved_mode == "smoke"
+    batch_size: int = Field(default=16, gt=0, le=4096, description="Inference batch size for generation and parsing.")
+    tf32: bool = Field(default=True, description="Let CUDA convolutions use TF32 (PyTorch's default; ~±1 grey level "
+                       "on ~5% of pixels). false = full fp32, matching the CPU/genforce values, ~4.5x slower generation.")
 
     @property
     def resolved_device(self) -> str:
-        if self.device != "auto":
-            return self.device
-        import torch
+        from ohlora_core.device import resolve_device
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return resolve_device(self.device)
 
-    @property
-    def image_count(self) -> int:
-        if self.n_images is not None:
-            return self.n_images
-        return SMOKE_N_IMAGES if self.is_smoke else FULL_N_IMAGES
+    def counts(self, mode: str) -> tuple[int, int]:
+        """(images, labelled images) of a run in `mode`: the settings, else the preset (labels capped by images)."""
+        from ohlora_dagster.presets import resolve
 
-    @property
-    def labelled_count(self) -> int:
-        """Label rows expected: the setting, else the mode's default (capped by the image count)."""
-        if self.n_labelled is not None:
-            return self.n_labelled
-        return min(SMOKE_N_LABELLED if self.is_smoke else FULL_N_LABELLED, self.image_count)
+        run = resolve(mode, "run", {"n_images": self.n_images, "n_labelled": self.n_labelled})
+        return run["n_images"], run["n_labelled"] if self.n_labelled else min(run["n_labelled"], run["n_images"])
 
-    def epoch_cap(self, configured: int | None) -> int | None:
-        """Training epochs: the configured cap, else none (full) / SMOKE_MAX_EPOCHS (smoke)."""
-        if configured is not None:
-            return configured
-        return SMOKE_MAX_EPOCHS if self.is_smoke else None
 
-    def artifact_dir(self, asset: str) -> Path:
-        """storage/artifacts/<mode>/<asset>/ — smoke and full artifacts never mix."""
-        return self.root / "artifacts" / self.resolved_mode / asset
+def mode_of(context: dg.AssetExecutionContext) -> str:
+    """The mode of the asset(s) being materialized: the first part of every key of the location."""
+    return next(iter(context.assets_def.keys)).path[0]
 
-    def stage(self, files_cls: type[F], recipe: dict) -> tuple["RecipeDir", F]:
-        """The recipe folder an asset writes into (promote it when complete) and its file names."""
+
+class ArtifactStore(dg.ConfigurableResource):
+    """Where artifacts, checkpoints and labels live, and how an asset writes and publishes its outputs."""
+
+    storage_root: str = Field(default_factory=lambda: os.environ.get("OHLORA_STORAGE", ""),
+                              description="Root for models/, labels/ and artifacts/ (absolute, or relative to the "
+                              "repository); unset = $OHLORA_STORAGE or the repository's storage/.")
+    stylegan_checkpoint: str = Field(default=STYLEGAN_CHECKPOINT, description="genforce celeba_partial-256x256 "
+                                     "checkpoint, relative to storage_root.")
+    facexformer_checkpoint: str = Field(default=FACEXFORMER_CHECKPOINT,
+                                        description="Official FaceXFormer checkpoint, relative to storage_root.")
+    hand_labels_csv: str | None = Field(default=None, description="Hand labels (img_name,quality,gender); unset = "
+                                        "labels/synthesize_results_quality_and_gender.csv (full mode).")
+
+    def layout(self, mode: str):
+        from ohlora_core.layout import StorageLayout, storage_root
+
+        return StorageLayout(storage_root(self.storage_root or None), mode)
+
+    def sources(self, mode: str):
+        from ohlora_core.pretrained import Sources
+
+        return Sources(self.layout(mode), self.stylegan_checkpoint, self.facexformer_checkpoint, self.hand_labels_csv)
+
+    def run(self, context: dg.AssetExecutionContext, settings: RunSettings):
+        """The run-wide settings the core's stage functions take (`ohlora_core.pipeline.Run`)."""
+        from ohlora_core.pipeline import Run
+
+        layout = self.layout(mode_of(context))
+        return Run(layout.mode, layout.root, settings.seed, settings.resolved_device, context.log.info)
+
+    # -- the storage protocol --------------------------------------------------------------------------------------
+    def stage(self, context: dg.AssetExecutionContext, item: dict | None = None, key: dg.AssetKey | None = None,
+              **recipe: Any):
+        """The recipe folder this materialization of `key` (default: the context's asset) writes into
+        (`ohlora_core.store.RecipeDir`). The recipe holds the asset's code version, the data versions of its
+        inputs and dependencies, the mode, `recipe` and, for per-image stages, `item` (what fixes each image's
+        bytes, which decides what may be reused across recipes; the code version is added to it)."""
         from ohlora_core.store import RecipeDir
 
-        stage = RecipeDir(self.artifact_dir(files_cls.NAME), {**recipe, "mode": self.resolved_mode})
-        return stage, files_cls(stage.open())
+        from ohlora_dagster.lineage import code_version, upstream_versions
 
-    def current(self, files_cls: type[F]) -> F:
-        """The complete outputs of an upstream asset (an error if it was never materialized)."""
-        from ohlora_core.store import current_dir
+        key = key or context.asset_key
+        layout = self.layout(key.path[0])
+        full = {**recipe, "version": code_version(context, key), "upstream": upstream_versions(context, key, layout),
+                "mode": layout.mode}
+        if item is not None:
+            full["item"] = {**item, "version": full["version"]}
+        return RecipeDir(layout.artifact_dir(key.path[-1]), full)
 
-        return files_cls(current_dir(self.artifact_dir(files_cls.NAME)))
+    def stage_halving(self, context: dg.AssetExecutionContext, batch_size: int, item: Callable[[int], dict],
+                      work: Callable[[Any, int], Any], **recipe: Any):
+        """`work(stage, batch)` in the recipe folder of `item(batch)`; out of GPU memory, again at half the batch
+        in that batch's own folder (the result equals a run started there). Returns (stage, result); the batch
+        used and the sizes that failed are added to the result's figures."""
+        from ohlora_core.device import halving_batches
 
-    def data_version(self, files_cls: type) -> str:
-        """The data version an upstream asset recorded for its current outputs (for recipes)."""
-        from ohlora_core.store import current_digest
+        def attempt(batch: int):
+            stage = self.stage(context, item=item(batch), **recipe)
+            return stage, work(stage, batch)
 
-        return current_digest(self.artifact_dir(files_cls.NAME))
+        (stage, result), batch, failed = halving_batches(attempt, batch_size, context.log.info)
+        result.figures.update(batch_size=batch, out_of_memory_at=", ".join(map(str, failed)) or "none")
+        return stage, result
 
-    def relative(self, path) -> str:
-        """A path as tables store it: relative to the storage root."""
-        from ohlora_core.artifacts import relative_to_root
+    def publish(self, context: dg.AssetExecutionContext, stage, result) -> dg.MaterializeResult:
+        """Record `result.outputs`, switch the asset's `current` to this recipe, and describe it for the UI."""
+        from ohlora_dagster.previews import describe
 
-        return relative_to_root(path, self.root)
+        digest = stage.promote(result.outputs, digest=result.digest)
+        key = dg.AssetKey([stage.recipe["mode"], stage.asset_dir.name])
+        return describe(key, result, digest, stage.asset_dir / "current" / result.path, stage.recipe)
 
-    def require_file(self, relative: str, what: str) -> Path:
-        """Full-mode input file, or an error that says where to put it."""
-        p = self.path(relative)
-        if not p.is_file():
-            raise FileNotFoundError(
-                f"{what} not found at {p}. Put it there (see README 'Full mode'), point "
-                f"settings to it, or run in smoke mode (settings.mode: smoke)."
-            )
-        return p
 
-    def load_model(self, smoke, load, checkpoint: str, what: str):
-        """(model, weights id): `smoke(seed)` in smoke mode, else `load(path)` of the checkpoint
-        (a missing file says where to put it). The id names the smoke init or the checkpoint's
-        path and sha256, so recipes notice a replaced file."""
-        if self.is_smoke:
-            return smoke(self.seed), f"{smoke.__name__}(seed={self.seed})"
-        from ohlora_core.io import sha256_file
+class ArtifactInputs(dg.ConfigurableIOManager):
+    """Typed inputs: the upstream asset's `current/` files, as its `ohlora_core.artifacts` class."""
 
-        path = self.require_file(checkpoint, what)
-        return load(path), f"{path} (sha256 {sha256_file(path)})"
+    store: ArtifactStore
 
-    def mode_metadata(self) -> dict:
-        return {
-            "mode": self.resolved_mode,
-            "weights": "deterministic random weights (smoke mode) — NOT real faces"
-            if self.is_smoke
-            else "real checkpoints",
-            "device": self.resolved_device,
-            "seed": self.seed,
-        }
+    def load_input(self, context: dg.InputContext):
+        from ohlora_core.artifacts import ASSET_FILES
+
+        mode, name = context.asset_key.path[0], context.asset_key.path[-1]
+        return self.store.layout(mode).current(ASSET_FILES[name])
+
+    def handle_output(self, context: dg.OutputContext, obj) -> None:
+        if obj is not None:  # assets return MaterializeResult and write their own files
+            raise TypeError(f"{context.asset_key.to_user_string()} returned a value; ohlora assets write files")

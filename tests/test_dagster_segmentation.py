@@ -12,50 +12,43 @@ import pandas as pd
 
 from ohlora_core.artifacts import FilteredImages, SegmentationMaps
 from ohlora_core.io import atomic_write_csv
-from ohlora_dagster.assets.generation import latent_codes, raw_images
-from ohlora_dagster.assets.segmentation import segmentation_maps
-from ohlora_dagster.resources import OhloraSettings
+from ohlora_core.layout import StorageLayout
+from ohlora_core.store import RecipeDir
+from tests.dagster_support import materialize, meta
 
 KEPT = [0, 1, 3]
 
 
-def _settings(root, seed):
-    return OhloraSettings(storage_root=str(root), mode="smoke", device="cpu", n_images=4, batch_size=2, seed=seed)
-
-
-def _filtered(settings):
-    stage, files = settings.stage(FilteredImages, {"test": "images 0, 1, 3"})
+def _filtered(root):
+    stage = RecipeDir(StorageLayout(root, "smoke").artifact_dir("filtered_images"), {"test": "images 0, 1, 3"})
+    files = FilteredImages(stage.open())
     atomic_write_csv(files.table, pd.DataFrame({"img_no": KEPT}))
     stage.promote([files.table.name])
 
 
-def _run(settings, instance):
-    dg.materialize([latent_codes, raw_images], resources={"settings": settings}, instance=instance)
-    _filtered(settings)
-    result = dg.materialize([segmentation_maps], resources={"settings": settings}, instance=instance)
-    return result.asset_materializations_for_node("segmentation_maps")[0].metadata
+def _run(root, instance, seed):
+    settings = {"n_images": 4, "batch_size": 2, "seed": seed}
+    materialize("smoke", ["latent_codes", "raw_images"], root, instance, **settings)
+    _filtered(root)
+    return meta(materialize("smoke", ["segmentation_maps"], root, instance, **settings), "smoke", "segmentation_maps")
 
 
-def _files(settings):
-    seg = settings.current(SegmentationMaps)
+def _files(root):
+    seg = StorageLayout(root, "smoke").current(SegmentationMaps)
     return {p.name: p.read_bytes() for p in sorted(seg.results_dir.iterdir())}
 
 
 def test_a_new_seed_recomputes_the_maps_and_equals_a_fresh_run(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
     with dg.instance_for_test() as instance:
-        old = _settings(tmp_path / "a", seed=0)
-        assert _run(old, instance)["parsed_now"].value == 3
-        before = _files(old)
-        recipe = json.loads((old.current(SegmentationMaps).dir / "recipe.json").read_text())
+        assert _run(a, instance, seed=0)["parsed_now"] == 3
+        before = _files(a)
+        recipe = json.loads((StorageLayout(a, "smoke").current(SegmentationMaps).dir / "recipe.json").read_text())
         assert recipe["item"]["device"] == "cpu" and recipe["item"]["batch_size"] == 2  # CPU/GPU maps never mix
 
-        again = _run(old, instance)  # nothing changed: nothing redone
-        assert again["parsed_now"].value == 0 and _files(old) == before
-
-        new = _settings(tmp_path / "a", seed=1)
-        assert _run(new, instance)["parsed_now"].value == 3
-        after = _files(new)
-        fresh = _settings(tmp_path / "b", seed=1)
-        _run(fresh, instance)
+        assert _run(a, instance, seed=0)["parsed_now"] == 0 and _files(a) == before  # nothing changed: nothing redone
+        assert _run(a, instance, seed=1)["parsed_now"] == 3
+        after = _files(a)
+        _run(b, instance, seed=1)
     assert sorted(after) == sorted(before) and after["face_000000.png"] != before["face_000000.png"]
-    assert after == _files(fresh)
+    assert after == _files(b)

@@ -8,11 +8,10 @@ import torch
 
 from ohlora_core.segmentation.facexformer import smoke_facexformer
 from ohlora_core.stylegan import smoke_discriminator, smoke_generator
-from ohlora_dagster.assets.filtering import CnnTrainingConfig
-from ohlora_dagster.definitions import all_assets, all_checks
-from ohlora_dagster.resources import OhloraSettings
+from tests.dagster_support import materialize, meta
 
-UP_TO_SEGMENTATION = dg.AssetSelection.assets("segmentation_maps").upstream()
+UP_TO_SEGMENTATION = ["latent_codes", "raw_images", "hand_labels", "gender_quality_models", "gender_quality_scores",
+                      "filtered_images", "segmentation_maps"]
 
 
 @pytest.fixture(scope="module")
@@ -29,55 +28,51 @@ def storage(tmp_path_factory):
     return root
 
 
-def _materialize(settings, instance, **kw):
-    quick = CnnTrainingConfig(max_epochs=1, gender_threshold=10.0, quality_threshold=10.0)  # random labels
-    return dg.materialize([*all_assets, *all_checks], selection=UP_TO_SEGMENTATION, instance=instance,
-                          resources={"settings": settings},
-                          run_config=dg.RunConfig(ops={"gender_quality_models": quick}), **kw)
+def _materialize(root, instance, **settings):
+    quick = {"max_epochs": 1, "gender_threshold": 10.0, "quality_threshold": 10.0}  # random labels
+    return materialize("full", UP_TO_SEGMENTATION, root, instance,
+                       run_config={"ops": {"gender_quality_models": {"config": quick}}}, **settings)
 
 
 def test_full_mode_uses_the_users_files_and_records_faceless_images(storage):
-    settings = OhloraSettings(storage_root=str(storage), mode="auto", device="cpu", n_images=18, n_labelled=15)
-    assert settings.resolved_mode == "full"
     with dg.instance_for_test() as instance:
-        result = _materialize(settings, instance)
+        result = _materialize(storage, instance, n_images=18, n_labelled=15)
         assert result.success
-        meta = {name: {k: v.value for k, v in result.asset_materializations_for_node(name)[0].metadata.items()}
-                for name in ("raw_images", "hand_labels", "filtered_images", "segmentation_maps")}
-    assert meta["raw_images"]["mode"] == "full" and meta["raw_images"]["weights"] == "real checkpoints"
-    assert "stylegan_celeba_partial256.pth (sha256 " in meta["raw_images"]["weights_source"]
-    assert meta["hand_labels"]["stand_in_labels"] is False and meta["hand_labels"]["labelled"] == 15
-    assert meta["hand_labels"]["source"].endswith("synthesize_results_quality_and_gender.csv")
-    kept = meta["filtered_images"]["kept"]
+        m = {name: meta(result, "full", name) for name in ("raw_images", "hand_labels", "filtered_images",
+                                                           "segmentation_maps")}
+    assert m["raw_images"]["mode"] == "full" and m["raw_images"]["weights"] == "real checkpoints"
+    assert "stylegan_celeba_partial256.pth (sha256 " in m["raw_images"]["recipe"]["item"]["weights"]
+    assert m["hand_labels"]["stand_in_labels"] is False and m["hand_labels"]["labelled"] == 15
+    assert m["hand_labels"]["source"].endswith("synthesize_results_quality_and_gender.csv")
+    kept = m["filtered_images"]["kept"]
     assert kept >= 5  # labelled female + good: 2, 4, 8, 10, 14
-    seg = meta["segmentation_maps"]
+    seg = m["segmentation_maps"]
     # random-weight images hold no face: recorded and skipped, never parsed from a made-up box
     assert seg["smoke_centre_crops"] == 0 and seg["parsed"] + seg["no_face_count"] == kept
     assert seg["no_face_count"] > 0 and seg["no_face_images"] != "none"
     assert (storage / "artifacts" / "full" / "raw_images" / "current" / "images" / "000017.jpg").exists()
 
 
+def _step_error(result):
+    error = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error
+    return error.cause  # Dagster wraps the asset's exception
+
+
 def test_bad_label_csv_fails_the_run_naming_file_and_row(storage, tmp_path):
     bad = tmp_path / "labels.csv"
     bad.write_text("img_name,quality,gender\n0,1,1\n1,2,0\n")
-    settings = OhloraSettings(storage_root=str(storage), mode="full", device="cpu", n_images=4, n_labelled=2,
-                              hand_labels_csv=str(bad))
     with dg.instance_for_test() as instance:
-        result = dg.materialize([*all_assets], selection=dg.AssetSelection.assets("hand_labels"), instance=instance,
-                                resources={"settings": settings}, raise_on_error=False)
-    assert not result.success
-    error = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error
-    cause = error.cause  # Dagster wraps the asset's exception
+        result = materialize("full", ["hand_labels"], storage, instance, store={"hand_labels_csv": str(bad)},
+                             raise_on_error=False, n_images=4, n_labelled=2)
+    cause = _step_error(result)
     assert cause.cls_name == "LabelError"
     assert "labels.csv" in cause.message and "line(s) 3" in cause.message, cause.message
 
 
 def test_a_label_count_other_than_n_labelled_is_refused(storage):
-    settings = OhloraSettings(storage_root=str(storage), mode="full", device="cpu", n_images=18)  # 2,000 capped to 18
-    with dg.instance_for_test() as instance:
-        result = dg.materialize([*all_assets], selection=dg.AssetSelection.assets("hand_labels"), instance=instance,
-                                resources={"settings": settings}, raise_on_error=False)
-    error = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error.cause
+    with dg.instance_for_test() as instance:  # n_labelled: 2,000 capped to the 18 images
+        result = materialize("full", ["hand_labels"], storage, instance, raise_on_error=False, n_images=18)
+    error = _step_error(result)
     assert error.cls_name == "LabelError"
     assert "synthesize_results_quality_and_gender.csv: 15 labelled image(s), but 18 are expected" in error.message
     assert "set n_labelled: 15" in error.message

@@ -46,8 +46,7 @@ def test_out_of_memory_halves_the_batch_until_it_fits():
 
 def test_an_out_of_memory_generation_equals_a_run_at_the_smaller_batch(tmp_path, monkeypatch):
     import ohlora_core.generation as generation
-    from ohlora_dagster.assets.generation import latent_codes, raw_images
-    from ohlora_dagster.resources import OhloraSettings
+    from tests.dagster_support import materialize, meta
 
     real = generation.generate_images
 
@@ -56,16 +55,13 @@ def test_an_out_of_memory_generation_equals_a_run_at_the_smaller_batch(tmp_path,
             raise torch.cuda.OutOfMemoryError(f"CUDA out of memory (batch {batch_size})")
         return real(generator, latents, indices, out_dir, batch_size=batch_size, **kw)
 
-    base = {"mode": "smoke", "device": "cpu", "n_images": 3}
     with dg.instance_for_test() as instance:
         monkeypatch.setattr(generation, "generate_images", tight_gpu)
-        big = OhloraSettings(**base, storage_root=str(tmp_path / "a"), batch_size=8)
-        result = dg.materialize([latent_codes, raw_images], resources={"settings": big}, instance=instance)
-        meta = {k: v.value for k, v in result.asset_materializations_for_node("raw_images")[0].metadata.items()}
-        assert meta["batch_size"] == 2 and meta["out_of_memory_at"] == "8, 4"
+        result = materialize("smoke", ["latent_codes", "raw_images"], tmp_path / "a", instance, n_images=3, batch_size=8)
+        m = meta(result, "smoke", "raw_images")
+        assert m["batch_size"] == 2 and m["out_of_memory_at"] == "8, 4"
         monkeypatch.undo()
-        small = OhloraSettings(**base, storage_root=str(tmp_path / "b"), batch_size=2)
-        dg.materialize([latent_codes, raw_images], resources={"settings": small}, instance=instance)
+        materialize("smoke", ["latent_codes", "raw_images"], tmp_path / "b", instance, n_images=3, batch_size=2)
     images = lambda root: {p.name: p.read_bytes() for p in  # noqa: E731
                            (root / "artifacts" / "smoke" / "raw_images" / "current" / "images").iterdir()}
     assert images(tmp_path / "a") == images(tmp_path / "b") and len(images(tmp_path / "a")) == 3

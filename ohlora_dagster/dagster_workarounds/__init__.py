@@ -9,7 +9,8 @@ fails when that code changes). Why each workaround exists: docs/dagster_workarou
 """
 from __future__ import annotations
 
-MODULES = ("pool", "interrupts", "blocked", "recovery", "sqlite", "postgres", "stale", "reexecute")  # each has PINNED
+MODULES = ("pool", "interrupts", "blocked", "recovery", "sqlite", "postgres", "stale", "reexecute",
+           "run_failure")  # each has PINNED
 
 
 def install() -> None:
