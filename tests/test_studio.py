@@ -107,6 +107,16 @@ def test_a_storage_without_directions_cnn_or_report_says_what_to_materialize(tmp
     assert r.status_code == 409 and r.json()["error"] == "v3 is not available: materialize stylegan_finetune_v3"
 
 
+def test_a_checkpoint_that_cannot_be_loaded_is_a_409_naming_the_file(tmp_path):
+    root = make_storage(tmp_path, versions=("v1",), directions=False, cnn=False, report=False)
+    generator = StorageLayout(root, "smoke").current(FINETUNES["v1"]).generator
+    generator.write_bytes(b"not a checkpoint")
+    client = TestClient(build_app(Studio(StorageLayout(root, "smoke"), device="cpu")),
+                        base_url=f"http://127.0.0.1:{PORT}")
+    r = client.post("/api/render", json={**RENDER, "methods": ["v1"]})
+    assert r.status_code == 409 and r.json()["error"].startswith(f"v1: cannot load checkpoint {generator.resolve()}")
+
+
 # --- rendering --------------------------------------------------------------------------------------------------
 
 def test_a_render_is_row_0_of_the_request_measured_by_the_property_cnn(client, storage):

@@ -64,6 +64,7 @@ def test_sliders_methods_side_by_side_strip_and_export_in_the_browser(server):
             settle(page)
             check_the_page_explains_itself(page)
             move_sliders_by_keyboard(page, port)
+            choose_z(page, port, root)
             switch_method_and_compare(page, port)
             pick_from_the_strip(page)
             folder = export_and_reproduce(page)
@@ -108,6 +109,32 @@ def move_sliders_by_keyboard(page, port):
     measured = f"{want['measured']['eyes']:.2f}"
     assert page.inner_text("#bar-v3-eyes .nums").startswith(f"requested 0.8 · measured {measured}")
     assert page.inner_text("#bar-v3-pose .nums").startswith("requested -0.6 · measured ")
+
+
+def choose_z(page, port, root):
+    """z from one of v3's test_z_vector files, then an uploaded one (JSON text), then back to the seed."""
+    from ohlora_core.artifacts import StyleganFinetuneV3
+    from ohlora_core.finetune.generate import load_z_csv
+
+    page.select_option("#z-kind", "file")
+    settle(page)
+    assert page.inner_text("#z-label") == "z from test_z_vector_0003.csv"
+    state = page_state(page)
+    assert state["z"] == {"kind": "file", "name": "test_z_vector_0003.csv"}
+    assert page.get_attribute("#image-v3", "src") == api_render(port, state)["results"][0]["image"]
+    z = load_z_csv(StyleganFinetuneV3(root / "artifacts" / "smoke" / "stylegan_finetune_v3" / "current")
+                   .test_z_vector(7)).tolist()
+    page.click("details summary")
+    page.fill("#z-text", json.dumps(z))
+    page.click("#z-use")
+    page.wait_for_function("document.querySelector('#z-label').textContent === 'uploaded z'")
+    settle(page)
+    state = page_state(page)
+    assert state["z"] == {"kind": "row", "z": z}
+    assert page.get_attribute("#image-v3", "src") == api_render(port, state)["results"][0]["image"]
+    page.select_option("#z-kind", "seed")
+    settle(page)
+    assert page_state(page)["z"] == {"kind": "seed"}
 
 
 def switch_method_and_compare(page, port):
