@@ -415,10 +415,12 @@ class Studio:
 
     def z_files(self) -> dict[str, Path]:
         """{name: path} of v3's test_z_vector_*.csv (the z's that passed v3's test), resolved."""
-        v3 = FINETUNES["v3"]
-        if not self.where.has(v3):
+        from ohlora_core.store import MissingArtifact
+
+        try:
+            folder = self.where.current(FINETUNES["v3"]).dir.resolve()
+        except MissingArtifact:  # v3 not (completely) materialized: no z files, the page disables the choice
             return {}
-        folder = self.where.current(v3).dir.resolve()
         return {p.name: p for p in sorted(folder.glob("test_z_vector_*.csv")) if Z_FILE.fullmatch(p.name)}
 
     def info(self) -> dict:
