@@ -1,9 +1,9 @@
 """A run that cannot work fails once, at its start: before any step runs, and so before one waits for the
 `gpu` slot. The executor of both code locations (`ohlora_executor`: Dagster's in-process / multiprocess
 executor, chosen by run config as usual) first checks, cheaply, what the selected assets need in this mode:
-the device, the count settings, every input file (checkpoints, the label file and its row count), every
-upstream asset the run reads but does not make, and disk and memory for the requested image count. Any
-problem fails the run with one message listing them all. The run's log also says once which mode it runs
+the device (and each shard's, for the sharded image stages), the count settings, every input file
+(checkpoints, the label file and its row count), every upstream asset the run reads but does not make, and
+disk and memory for the requested image count. Any problem fails the run with one message listing them all. The run's log also says once which mode it runs
 in, and ends with a summary: each asset materialized, its folder, its key figures.
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ import dagster as dg
 SMOKE_BANNER = ("smoke mode: deterministic random weights and stand-in labels — the images are noise and every "
                 "figure is meaningless; the code paths are the real ones (README 'Full mode' for real checkpoints)")
 SUMMARY_FIGURES = 3  # key figures per asset in the end-of-run summary
+SHARDED_ASSETS = {"raw_images", "gender_quality_scores", "segmentation_maps"}  # take settings.shards
 
 
 def check(mode: str, settings, store, assets: set[str], inputs: dict[str, set[str]]) -> list[str]:
@@ -24,12 +25,15 @@ def check(mode: str, settings, store, assets: set[str], inputs: dict[str, set[st
     from ohlora_core import budget
     from ohlora_core.artifacts import ASSET_FILES
     from ohlora_core.device import DeviceError, check_device
+    from ohlora_core.shards import problems as shard_problems
 
     out = []
     try:
         check_device(settings.device, "settings.device")
     except DeviceError as exc:
         out.append(str(exc))
+    if assets & SHARDED_ASSETS and not out:
+        out += shard_problems(settings.shards, settings.shard_devices, settings.resolved_device)
     n_images, n_labelled = settings.counts(mode)
     if n_labelled > n_images:
         out.append(f"settings.n_labelled={n_labelled} is more than the {n_images} images generated (settings.n_images);"

@@ -23,6 +23,12 @@ from pydantic import Field
 
 from ohlora_core.layout import FACEXFORMER_CHECKPOINT, STYLEGAN_CHECKPOINT
 
+def _env_shards() -> int:
+    from ohlora_core.shards import env_shards
+
+    return env_shards()
+
+
 class RunSettings(dg.ConfigurableResource):
     """What a run asks for. Counts left unset take the mode's preset (ohlora_dagster/presets.py)."""
 
@@ -37,11 +43,24 @@ class RunSettings(dg.ConfigurableResource):
     tf32: bool = Field(default=True, description="Let CUDA convolutions use TF32 (PyTorch's default; ~±1 grey level "
                        "on ~5% of pixels). false = full fp32, matching the CPU/genforce values, ~4.5x slower generation.")
 
+    shards: int = Field(default_factory=_env_shards, ge=1, le=256,
+                        description="Worker processes, one per device, for the image stages (raw_images, "
+                        "gender_quality_scores, segmentation_maps); 1 = in the step's own process. The files are the "
+                        "same bytes whatever the count (docs/sharding.md). Unset = $OHLORA_SHARDS or 1.")
+    shard_devices: list[str] | None = Field(default=None, description="One device per shard; unset = cuda:0..N-1 "
+                                            "for a CUDA run, else settings.device N times.")
+
     @property
     def resolved_device(self) -> str:
         from ohlora_core.device import resolve_device
 
         return resolve_device(self.device)
+
+    def shard_list(self) -> list[str]:
+        """The device of each shard worker (one entry = no workers); ShardSettingError names a bad setting."""
+        from ohlora_core.shards import devices_for
+
+        return devices_for(self.shards, self.shard_devices, self.resolved_device)
 
     def counts(self, mode: str) -> tuple[int, int]:
         """(images, labelled images) of a run in `mode`: the settings, else the preset (labels capped by images)."""
