@@ -219,6 +219,7 @@ def generate_images(
     on_batch: Callable[[dict[int, str]], None] | None = None,
     log: Callable[[str], None] | None = None,
     stats: dict[int, tuple[int, int] | None] | None = None,
+    clean: bool = True,
 ) -> GenerationResult:
     """Generate images `indices` from rows of `latents` ([N, 512], row i = z of image i).
 
@@ -232,6 +233,7 @@ def generate_images(
     (within ~1e-4 of genforce on the CPU) at ~4.5x the generator time (measured on an H200).
     `stats`: a dict to fill with {index: (size, mtime_ns)} of each file, taken right after its
     write (before `on_batch` sees the batch), for a ledger's cheap re-checks.
+    `clean=False`: leave other writers' temp files alone (a shard's worker; its parent cleaned the folder).
     """
     import torch
 
@@ -241,11 +243,10 @@ def generate_images(
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    clean_partial_files(out_dir)
+    if clean:
+        clean_partial_files(out_dir)
     n_total = len(latents)
-    bad = [i for i in indices if not 0 <= int(i) < n_total]
-    if bad:
-        raise IndexError(f"image indices {bad[:10]} outside the {n_total} latent codes")
+    _check_indices(indices, n_total)
     result = GenerationResult()
     start = time.perf_counter()
     generator = generator.to(device).eval()
@@ -285,10 +286,17 @@ def generate_images(
     return result
 
 
+def _check_indices(indices: Iterable[int], n_total: int) -> None:
+    bad = [i for i in indices if not 0 <= int(i) < n_total]
+    if bad:
+        raise IndexError(f"image indices {bad[:10]} outside the {n_total} latent codes")
+
+
 def generate_missing(generator, latents: np.ndarray, count: int, files, batch_size: int = 16, device: str = "cpu",
                      tf32: bool = True, io_workers: int | None = None,
                      log: Callable[[str], None] | None = None, *, inputs: Mapping[int, str] | None = None,
-                     verify: str = "stat") -> GenerationResult:
+                     verify: str = "stat", shard_devices: Sequence[str] = (),
+                     recipe: Callable[[str], object] | None = None) -> GenerationResult:
     """Bring `files` (an `artifacts.RawImages` folder of one recipe) to images 0..count-1.
 
     An image is reused only if the folder's ledger records it with the same input (the z rows of
@@ -299,6 +307,9 @@ def generate_missing(generator, latents: np.ndarray, count: int, files, batch_si
     0..count-1 (with its stat sidecar) and files beyond `count` are removed.
     `latents`: an array, a memory map or a `LatentFile`; `inputs`: `batch_input_digests(latents,
     range(count), batch_size)` if the caller has it already (one pass over z instead of two).
+    `shard_devices`: more than one = the missing batches are split over one worker process per device
+    (`ohlora_core.shards`), each building its generator with `recipe(device)` (picklable); the files are
+    the same bytes as in one process, and this process alone writes the ledger.
     Returns what was done; the manifest's sha256 is the images' data version (`manifest_digest`).
     """
     from ohlora_core.store import Ledger, TableBuilder
@@ -318,8 +329,12 @@ def generate_missing(generator, latents: np.ndarray, count: int, files, batch_si
     if log:
         log(f"raw_images: {len(todo)} of {count} images to generate ({len(done)} intact already), batch {batch_size}, "
             f"on {device}")
-    result = generate_images(generator, latents, todo, files.images_dir, batch_size=batch_size, device=device,
-                             io_workers=io_workers, tf32=tf32, on_batch=record, log=log, stats=stats)
+    if len(shard_devices) > 1 and len(aligned_batches(todo, batch_size)) > 1:
+        result = generate_sharded(recipe, latents, todo, files.images_dir, batch_size, shard_devices, tf32=tf32,
+                                  io_workers=io_workers, on_batch=record, log=log, stats=stats)
+    else:
+        result = generate_images(generator, latents, todo, files.images_dir, batch_size=batch_size, device=device,
+                                 io_workers=io_workers, tf32=tf32, on_batch=record, log=log, stats=stats)
     result.skipped = done.items.tolist()
     records = records.build()  # what was intact plus what this call hashed in memory: nothing is read again
     if len(records) != count:
@@ -328,6 +343,70 @@ def generate_missing(generator, latents: np.ndarray, count: int, files, batch_si
     _write_manifest(files, records)
     _remove_images_from(files, count)
     return result
+
+
+@dataclass(frozen=True)
+class _ShardJob:
+    """What one worker generates: picklable (the generator comes from `recipe`, the z rows from `latents`)."""
+
+    recipe: Callable[[str], object]
+    latents: object  # a LatentFile (rows read on demand) or an array
+    indices: list[int]
+    out_dir: Path
+    batch_size: int
+    tf32: bool
+    io_workers: int
+
+
+def generate_sharded(recipe: Callable[[str], object] | None, latents, indices: Sequence[int], out_dir: str | Path,
+                     batch_size: int, devices: Sequence[str], *, tf32: bool = True, io_workers: int | None = None,
+                     on_batch: Callable[[dict[int, str]], None] | None = None, log: Callable[[str], None] | None = None,
+                     stats: dict[int, tuple[int, int] | None] | None = None) -> GenerationResult:
+    """`generate_images` with its aligned batches split over one worker process per device (contiguous shards
+    of about equal image counts). `on_batch` and `stats` are served here, in this process, as each worker
+    finishes a batch (batches of different shards interleave)."""
+    from ohlora_core import shards
+
+    if recipe is None:
+        raise ValueError("sharded generation needs a recipe: a picklable device -> generator function")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    clean_partial_files(out_dir)  # once, here: a worker cleaning would delete another's file mid-write
+    _check_indices(indices, len(latents))
+    parts = shards.split(list(aligned_batches(indices, batch_size).values()), len(devices), weight=len)
+    io = io_workers or max(1, min(16, os.cpu_count() or 4) // len(parts))
+    jobs = [(device, _ShardJob(recipe, latents, [i for batch in part for i in batch], out_dir, batch_size, tf32, io))
+            for device, part in zip(devices, parts)]
+    if log:
+        log(f"raw_images: {len(indices)} images in {len(jobs)} shards on {', '.join(d for d, _ in jobs)} "
+            f"({', '.join(str(len(job.indices)) for _, job in jobs)} images)")
+    progress, start = Progress(len(indices), log, "raw_images", unit="images"), time.perf_counter()
+
+    def finished(_shard: int, message) -> None:
+        shas, shard_stats = message
+        if stats is not None:
+            stats.update(shard_stats)
+        if on_batch:
+            on_batch(shas)
+        progress.tick(len(shas))
+
+    seconds = shards.run(_generate_shard, jobs, finished, name="raw_images")
+    return GenerationResult(written=sorted(int(i) for i in indices), seconds=time.perf_counter() - start,
+                            generator_seconds=sum(seconds))
+
+
+def _generate_shard(job: _ShardJob, device: str, emit: Callable) -> float:
+    """One shard's worker: its own generator on its device; each finished batch goes to the parent as
+    ({index: sha256}, {index: (size, mtime_ns)}). Returns its generator seconds."""
+    stats: dict[int, tuple[int, int] | None] = {}
+
+    def on_batch(shas: dict[int, str]) -> None:
+        emit((shas, {i: stats.pop(i, None) for i in shas}))
+
+    result = generate_images(job.recipe(device), job.latents, job.indices, job.out_dir, batch_size=job.batch_size,
+                             device=device, io_workers=job.io_workers, tf32=job.tf32, on_batch=on_batch, stats=stats,
+                             clean=False)
+    return result.generator_seconds
 
 
 def _write_manifest(files, records) -> str:

@@ -1,6 +1,8 @@
 """Stage 1 — latent codes and raw StyleGAN images (SPEC "Generation")."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from ohlora_core.artifacts import LatentCodes, RawImages
@@ -23,10 +25,23 @@ def latent_codes(run: Run, out: RecipeDir, n: int) -> StageResult:
                        figures={"count": n, "z_mean": z.mean, "z_std": z.std})
 
 
+def stylegan_recipe(sources, seed: int):
+    """How a shard's worker builds the pretrained generator (picklable: the sources and the seed, no weights)."""
+    import functools
+
+    return functools.partial(_stylegan, sources, seed)
+
+
+def _stylegan(sources, seed: int, device: str):
+    return sources.stylegan(seed)[0].to(device)
+
+
 def raw_images(run: Run, latent_codes: LatentCodes, out: RecipeDir, generator, batch_size: int,
-               tf32: bool) -> StageResult:
+               tf32: bool, shard_devices: Sequence[str] = (), recipe=None) -> StageResult:
     """Images 0..n-1 of `generator` for the latent codes, one JPEG each; intact images of this recipe (or of
-    the previous one with the same per-image recipe) are kept, everything else is (re)generated."""
+    the previous one with the same per-image recipe) are kept, everything else is (re)generated. More than one
+    `shard_devices`: the images are made by one worker per device, each building its generator with `recipe`
+    (`stylegan_recipe`); the same bytes as one process."""
     from PIL import Image
 
     from ohlora_core.generation import LatentFile, batch_input_digests, generate_missing, manifest_digest
@@ -37,7 +52,7 @@ def raw_images(run: Run, latent_codes: LatentCodes, out: RecipeDir, generator, b
     inputs = batch_input_digests(z, range(n), batch_size)
     reused = out.reuse_items(inputs)
     result = generate_missing(generator, z, n, files, batch_size=batch_size, device=run.device, tf32=tf32, log=run.log,
-                              inputs=inputs)
+                              inputs=inputs, shard_devices=shard_devices, recipe=recipe)
     run.log(f"generated {len(result.written)} images, {len(result.skipped)} intact already "
             f"({reused} taken over from the previous recipe)")
     first = [np.asarray(Image.open(files.image(i))) for i in range(min(n, PREVIEW_IMAGES))]
@@ -46,7 +61,7 @@ def raw_images(run: Run, latent_codes: LatentCodes, out: RecipeDir, generator, b
         [files.manifest.name, files.preview.name], digest=manifest_digest(files), path=RawImages.IMAGES,
         pictures={"preview": (image_grid(first, cols=8, thumb=64, caption=run.caption), "first images")},
         figures={"count": n, "generated_now": len(result.written), "already_present": len(result.skipped),
-                 "seconds": round(result.seconds, 3),
+                 "seconds": round(result.seconds, 3), "shards": max(len(shard_devices), 1),
                  "images_per_second": round(result.images_per_second, 2) if result.written else 0.0})
 
 

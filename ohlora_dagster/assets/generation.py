@@ -15,14 +15,15 @@ def latent_codes(context: dg.AssetExecutionContext, settings: RunSettings, store
     return store.publish(context, stage, generation.latent_codes(store.run(context, settings), stage, n))
 
 
-@gpu_asset(group_name="generation", kinds={"pytorch"},
+@gpu_asset(sharded=True, group_name="generation", kinds={"pytorch"},
            description="256x256 StyleGAN images, one JPEG per index (000123.jpg), generated from latent_codes.")
 def raw_images(context: dg.AssetExecutionContext, settings: RunSettings, store: ArtifactStore,
                latent_codes: LatentCodes) -> dg.MaterializeResult:
-    run = store.run(context, settings)
-    G, weights = store.sources(run.mode).stylegan(settings.seed)  # a wrong checkpoint is refused before any write
+    run, sources = store.run(context, settings), store.sources(mode_of(context))
+    G, weights = sources.stylegan(settings.seed)  # a wrong checkpoint is refused before any write
     tf32 = settings.tf32 and run.device.startswith("cuda")
-    stage, result = store.stage_halving(
+    shards = {"shard_devices": settings.shard_list(), "recipe": generation.stylegan_recipe(sources, settings.seed)}
+    stage, result = store.stage_halving(  # the shards are not in the recipe: they give the same bytes
         context, settings.batch_size, lambda b: {"weights": weights, "batch_size": b, "device": run.device, "tf32": tf32},
-        lambda stage, b: generation.raw_images(run, latent_codes, stage, G, b, settings.tf32))
+        lambda stage, b: generation.raw_images(run, latent_codes, stage, G, b, settings.tf32, **shards))
     return store.publish(context, stage, result)
