@@ -16,11 +16,24 @@ def filtered_numbers(filtered: FilteredImages) -> list[int]:
     return pd.read_csv(filtered.table)["img_no"].astype(int).tolist()
 
 
+def facexformer_recipe(sources, seed: int):
+    """How a shard's worker builds the parser (picklable: the sources and the seed, no weights)."""
+    import functools
+
+    return functools.partial(_facexformer, sources, seed)
+
+
+def _facexformer(sources, seed: int, device: str):
+    return sources.facexformer(seed, device)[0]
+
+
 def segmentation_maps(run: Run, filtered_images: FilteredImages, raw_images: RawImages, out: RecipeDir, parser, *,
                       batch_size: int, batched_detection: bool, visualizations: bool,
-                      fallback_box: Sequence[float] | None) -> StageResult:
+                      fallback_box: Sequence[float] | None, shard_devices: Sequence[str] = (),
+                      recipe=None) -> StageResult:
     """Per filtered image: the 224x224 label map and face crop (and visualisation); images without a face are
-    recorded and left out. `parser`: FaceXFormer, eval mode, on the run's device."""
+    recorded and left out. `parser`: FaceXFormer, eval mode, on the run's device. More than one `shard_devices`:
+    one worker per device, each building its parser with `recipe` (`facexformer_recipe`); the same files."""
     import numpy as np
     import pandas as pd
     from PIL import Image
@@ -40,7 +53,8 @@ def segmentation_maps(run: Run, filtered_images: FilteredImages, raw_images: Raw
     reused = out.reuse_items(batch_inputs(numbers, digests, batch_size))
     summary = segment_images(paths, numbers, files, parser, make_mtcnn(run.device), run.device, batch_size=batch_size,
                              image_digests=digests, visualizations=visualizations, fallback_box=fallback_box,
-                             batched_detection=batched_detection, log=run.log)
+                             batched_detection=batched_detection, log=run.log, shard_devices=shard_devices,
+                             recipe=recipe)
     parsed, no_face = summary.parsed, summary.no_face
     run.log(f"parsed {len(summary.written)} images now, {len(summary.skipped)} intact already ({reused} taken over "
             f"from the previous recipe); {len(no_face)} without a face")
@@ -58,5 +72,6 @@ def segmentation_maps(run: Run, filtered_images: FilteredImages, raw_images: Raw
         figures={"parsed": len(parsed), "no_face_count": len(no_face),
                  "no_face_images": ", ".join(map(str, no_face[:100])) or "none", "parsed_now": len(summary.written),
                  "smoke_centre_crops": len(summary.fallback), "seconds": round(summary.seconds, 2),
+                 "shards": max(len(shard_devices), 1),
                  "images_per_second": round(len(summary.written) / summary.seconds, 2) if summary.written else 0.0})
 

@@ -128,6 +128,8 @@ def segment_images(
     fallback_box: Sequence[float] | None = None,
     log=None,
     verify: str = "stat",
+    shard_devices: Sequence[str] = (),
+    recipe=None,
 ) -> SegmentationSummary:
     """Detect, crop and parse every image into `files`' folder; record each in the folder's ledger.
 
@@ -138,6 +140,9 @@ def segment_images(
     convolutions shift box coordinates by ~1e-5 px, which can move an int()-truncated crop edge by
     one pixel in rare cases). `fallback_box`: see `face_crop.crop_faces` (smoke mode only); such
     images are listed in `fallback`. `verify`: how recorded outputs are re-checked (`store.file_intact`).
+    `shard_devices`: more than one = the batches to run are split over one worker process per device
+    (`ohlora_core.shards`), each with its own MTCNN and the parser `recipe(device)` builds (picklable); the
+    same files as in one process, and this process alone writes the ledger.
     """
     if len(image_paths) != len(image_numbers):
         raise ValueError(f"{len(image_paths)} image paths but {len(image_numbers)} image numbers")
@@ -151,33 +156,96 @@ def segment_images(
     if log:
         log(f"segmentation_maps: {plan.todo_count} of {len(paths)} images to parse ({len(plan.done)} intact already) "
             f"in {len(plan.work)} batch(es) of up to {batch_size}, on {device}")
-    for members in plan.work:
-        # the whole batch runs (same contents as a from-scratch run), only what is missing is written
-        crops = dict(zip(members, crop_faces(mtcnn, [_load_rgb(paths[no]) for no in members],
-                                             batched=batched_detection, fallback_box=fallback_box)))
-        found = [no for no in members if crops[no] is not None]
-        labels = faces = {}
-        if found:
-            x = torch.stack([crops[no].tensor for no in found])
-            with torch.inference_mode():
-                labels = dict(zip(found, model.parse_labels(x.to(device)).to("cpu", torch.uint8).numpy()))
-            faces = dict(zip(found, face_uint8(x)))
-        records = []
-        for no in plan.missing(members):
-            crop = crops[no]
-            if crop is None:
-                records.append({"item": no, "input": plan.inputs[no], "files": {}, "no_face": True})
-                continue
-            outputs = [(files.face(no), encode_png(faces[no], rgb=True)), (files.parsing(no), encode_png(labels[no]))]
-            if visualizations:
-                outputs.append((files.visualization(no), encode_png(overlay(faces[no], labels[no]), rgb=True)))
-            records.append({**write_outputs(files, outputs), "item": no, "input": plan.inputs[no],
-                            "fallback": crop.prob == 0.0})
-        plan.record(records)
-        progress.tick(len(members))
+    options = BatchOptions(batched_detection, fallback_box, visualizations)
+    if len(shard_devices) > 1 and len(plan.work) > 1:
+        _segment_sharded(plan, files, paths, options, shard_devices, recipe, progress, log)
+    else:
+        for members in plan.work:
+            plan.record(segment_batch(files, members, _wanted(plan, members), paths, model, mtcnn, device, options))
+            progress.tick(len(members))
     summary = plan.summary()
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    batched_detection: bool = True
+    fallback_box: Sequence[float] | None = None
+    visualizations: bool = False
+
+
+def _wanted(plan: SegmentationPlan, members: Sequence[int]) -> dict[int, str]:
+    """{image number: input digest} of the batch's images to write (the others are recorded intact)."""
+    return {no: plan.inputs[no] for no in plan.missing(members)}
+
+
+def segment_batch(files: SegmentationMaps, members: Sequence[int], wanted: Mapping[int, str],
+                  paths: Mapping[int, Path], model, mtcnn, device, options: BatchOptions) -> list[dict]:
+    """Run one fixed batch (all of `members`: the same contents as a from-scratch run) and write the files of
+    the images in `wanted` ({number: input digest}); return their ledger records."""
+    crops = dict(zip(members, crop_faces(mtcnn, [_load_rgb(paths[no]) for no in members],
+                                         batched=options.batched_detection, fallback_box=options.fallback_box)))
+    found = [no for no in members if crops[no] is not None]
+    labels = faces = {}
+    if found:
+        x = torch.stack([crops[no].tensor for no in found])
+        with torch.inference_mode():
+            labels = dict(zip(found, model.parse_labels(x.to(device)).to("cpu", torch.uint8).numpy()))
+        faces = dict(zip(found, face_uint8(x)))
+    records = []
+    for no, digest in wanted.items():
+        crop = crops[no]
+        if crop is None:
+            records.append({"item": no, "input": digest, "files": {}, "no_face": True})
+            continue
+        outputs = [(files.face(no), encode_png(faces[no], rgb=True)), (files.parsing(no), encode_png(labels[no]))]
+        if options.visualizations:
+            outputs.append((files.visualization(no), encode_png(overlay(faces[no], labels[no]), rgb=True)))
+        records.append({**write_outputs(files, outputs), "item": no, "input": digest, "fallback": crop.prob == 0.0})
+    return records
+
+
+@dataclass(frozen=True)
+class _ShardJob:
+    """One worker's batches: [(members, {number: input digest to write}, {number: image path})], picklable."""
+
+    files: SegmentationMaps
+    batches: list[tuple[list[int], dict[int, str], dict[int, Path]]]
+    options: BatchOptions
+    recipe: object  # device -> FaceXFormer
+
+
+def _segment_sharded(plan: SegmentationPlan, files: SegmentationMaps, paths: Mapping[int, Path],
+                     options: BatchOptions, devices: Sequence[str], recipe, progress: Progress, log) -> None:
+    """The plan's batches over one worker per device; each finished batch's records are written to the ledger
+    here as they arrive (the folder was cleaned by `plan_segmentation`, before any worker started)."""
+    from ohlora_core import shards
+
+    if recipe is None:
+        raise ValueError("sharded segmentation needs a recipe: a picklable device -> FaceXFormer function")
+    batches = [(members, _wanted(plan, members), {no: paths[no] for no in members}) for members in plan.work]
+    parts = shards.split(batches, len(devices), weight=lambda batch: len(batch[0]))
+    jobs = [(device, _ShardJob(files, part, options, recipe)) for device, part in zip(devices, parts)]
+    if log:
+        log(f"segmentation_maps: {len(plan.work)} batches in {len(jobs)} shards on {', '.join(d for d, _ in jobs)}")
+
+    def finished(_shard: int, message) -> None:
+        count, records = message
+        plan.record(records)
+        progress.tick(count)
+
+    shards.run(_segment_shard, jobs, finished, name="segmentation_maps")
+
+
+def _segment_shard(job: _ShardJob, device: str, emit) -> None:
+    """One shard's worker: its own MTCNN and parser on its device; each finished batch goes to the parent as
+    (images in the batch, ledger records)."""
+    from ohlora_core.segmentation.face_crop import make_mtcnn
+
+    model, mtcnn = job.recipe(device), make_mtcnn(device)
+    for members, wanted, paths in job.batches:
+        emit((len(members), segment_batch(job.files, members, wanted, paths, model, mtcnn, device, job.options)))
 
 
 def write_outputs(files: SegmentationMaps, outputs: Sequence[tuple[Path, bytes]]) -> dict:

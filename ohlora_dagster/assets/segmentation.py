@@ -19,16 +19,18 @@ class SegmentationConfig(dg.Config):
                                  "overlay), as the original did.")
 
 
-@gpu_asset(group_name="segmentation", kinds={"pytorch"},
+@gpu_asset(sharded=True, group_name="segmentation", kinds={"pytorch"},
            description="Per filtered image: 224x224 FaceXFormer label map (classes 0..10) and the 224x224 face crop.")
 def segmentation_maps(context: dg.AssetExecutionContext, config: SegmentationConfig, settings: RunSettings,
                       store: ArtifactStore, filtered_images: FilteredImages, raw_images: RawImages) -> dg.MaterializeResult:
     run, cfg = store.run(context, settings), resolve(mode_of(context), "segmentation", config)
-    parser, weights = store.sources(run.mode).facexformer(settings.seed, run.device)
+    sources = store.sources(run.mode)
+    parser, weights = sources.facexformer(settings.seed, run.device)
     options = {k: cfg[k] for k in ("batched_detection", "visualizations", "fallback_box")}
-    stage, result = store.stage_halving(
+    shards = {"shard_devices": settings.shard_list(), "recipe": segmentation.facexformer_recipe(sources, settings.seed)}
+    stage, result = store.stage_halving(  # the shards are not in the recipe: they give the same bytes
         context, cfg["batch_size"] or settings.batch_size,
         lambda b: {"weights": weights, "device": run.device, "batch_size": b, **options},
         lambda stage, b: segmentation.segmentation_maps(run, filtered_images, raw_images, stage, parser, batch_size=b,
-                                                        **options))
+                                                        **options, **shards))
     return store.publish(context, stage, result)
