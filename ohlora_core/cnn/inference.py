@@ -83,6 +83,48 @@ def score_images(models: Sequence[nn.Module], images: torch.Tensor | np.ndarray,
     return ensemble_from_raw(torch.stack(raw, dim=1).numpy())
 
 
+def score_files_sharded(model_files: Mapping[str, Sequence[str]], image_paths: Sequence[str], devices: Sequence[str],
+                        batch_size: int | None = None,
+                        log: Callable[[str], None] | None = None) -> dict[str, EnsembleScores]:
+    """{property: `score_images` of `load_fold_models(property, files)` over the images at `image_paths`}, the
+    images split over one worker process per device (`ohlora_core.shards`). Each worker decodes its own images
+    and loads the fold models itself; shards are cut at multiples of the evaluation batch, so every batch holds
+    the images it holds in one process and the scores are the same numbers."""
+    from ohlora_core import shards
+    from ohlora_core.progress import Progress
+
+    from .data import eval_batch_size
+
+    batch = eval_batch_size(devices[0], batch_size)
+    paths = [str(p) for p in image_paths]
+    parts = shards.split([paths[i:i + batch] for i in range(0, len(paths), batch)], len(devices), weight=len)
+    jobs = [(device, _ScoreJob(dict(model_files), [p for chunk in part for p in chunk], batch))
+            for device, part in zip(devices, parts)]
+    if log:
+        log(f"gender_quality_scores: {len(paths)} images in {len(jobs)} shards on {', '.join(d for d, _ in jobs)}")
+    progress = Progress(len(paths) * len(model_files), log, "gender_quality_scores", unit="image scores")
+    raws = shards.run(_score_shard, jobs, lambda _shard, count: progress.tick(count), name="gender_quality_scores")
+    return {prop: ensemble_from_raw(np.concatenate([raw[prop] for raw in raws])) for prop in model_files}
+
+
+@dataclass(frozen=True)
+class _ScoreJob:
+    model_files: dict[str, Sequence[str]]
+    image_paths: list[str]
+    batch_size: int
+
+
+def _score_shard(job: _ScoreJob, device: str, emit) -> dict[str, np.ndarray]:
+    """One shard's worker: {property: raw [n, K] outputs of its images}, a message per property scored."""
+    from .data import decode_images
+
+    images, raw = decode_images(job.image_paths), {}
+    for prop, files in job.model_files.items():
+        raw[prop] = score_images(load_fold_models(prop, files, device), images, device, job.batch_size).raw
+        emit(len(job.image_paths))
+    return raw
+
+
 def load_fold_models(prop: str, paths: Sequence[str], device: torch.device | str = "cpu") -> list[nn.Module]:
     """Load `{prop}_model_{fold}.pt` state_dicts (original or ours) strictly, in eval mode."""
     models = []

@@ -1,6 +1,7 @@
 """Stage 2 — hand labels, the gender/quality CNNs, scores for every image, the filtered set."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -67,25 +68,23 @@ def gender_quality_models(run: Run, hand_labels: HandLabels, raw_images: RawImag
 
 
 def gender_quality_scores(run: Run, gender_quality_models: GenderQualityModels, hand_labels: HandLabels,
-                          raw_images: RawImages, out: RecipeDir, n_images: int) -> StageResult:
-    """Gender and quality for every image: the hand label where labelled, the 5-model mean elsewhere."""
-    from ohlora_core.cnn.data import decode_images
-    from ohlora_core.cnn.inference import (EnsembleScores, combine_with_labels, inference_table, load_fold_models,
-                                          score_images)
+                          raw_images: RawImages, out: RecipeDir, n_images: int,
+                          shard_devices: Sequence[str] = ()) -> StageResult:
+    """Gender and quality for every image: the hand label where labelled, the 5-model mean elsewhere. More than
+    one `shard_devices`: the unlabelled images are scored by one worker per device (the same numbers)."""
+    from ohlora_core.cnn.inference import combine_with_labels, inference_table
     from ohlora_core.cnn.training import K_FOLDS
-    from ohlora_core.generation import verified_images
     from ohlora_core.io import atomic_write_csv
 
     labels = read_labels(hand_labels, n_images)
     unlabelled = np.setdiff1d(np.arange(n_images), labels["img_no"].to_numpy())
-    images = decode_images(verified_images(raw_images, unlabelled)) if len(unlabelled) else None  # all labelled
+    model_files = {prop: [gender_quality_models.model(prop, k) for k in range(K_FOLDS)]
+                   for prop in ("gender", "quality")}
+    scores = _cnn_scores(run, model_files, raw_images, unlabelled, shard_devices)
     paths = [run.relative(raw_images.image(i)) for i in range(n_images)]
     files, tables = GenderQualityScores(out.open()), {}
     for prop in ("gender", "quality"):
-        models = load_fold_models(prop, [gender_quality_models.model(prop, k) for k in range(K_FOLDS)], run.device)
-        scores = (score_images(models, images, run.device) if images is not None
-                  else EnsembleScores(*(np.zeros((0, K_FOLDS)),) * 2, np.zeros(0)))
-        tables[prop] = inference_table(prop, unlabelled, [paths[i] for i in unlabelled], scores)
+        tables[prop] = inference_table(prop, unlabelled, [paths[i] for i in unlabelled], scores[prop])
         atomic_write_csv(files.inference(prop), tables[prop])
     table = combine_with_labels(labels, tables["gender"], tables["quality"], paths)
     atomic_write_csv(files.table, table[["img_no", "img_path", "gender_score", "quality_score"]], index=True)
@@ -96,8 +95,27 @@ def gender_quality_scores(run: Run, gender_quality_models: GenderQualityModels, 
         [str(p.relative_to(files.dir)) for p in written], path=files.table.name,
         figures={"images": len(table), "from_labels": int((table["source"] == "label").sum()),
                  "from_cnn": int((table["source"] == "cnn").sum()), "gender_mean": float(table["gender_score"].mean()),
-                 "quality_median": float(table["quality_score"].median())},
+                 "quality_median": float(table["quality_score"].median()), "shards": max(len(shard_devices), 1)},
         checks={"every_image_scored_once": Check(bool(once), {"rows": len(table), "expected": n_images})})
+
+
+def _cnn_scores(run: Run, model_files: dict[str, list], raw_images: RawImages, unlabelled: np.ndarray,
+                shard_devices: Sequence[str]) -> dict:
+    """{property: EnsembleScores} of the fold models over the unlabelled images, in this process or, with more
+    than one shard device and more than one evaluation batch of images, in one worker per device."""
+    from ohlora_core.cnn.data import decode_images, eval_batch_size
+    from ohlora_core.cnn.inference import EnsembleScores, load_fold_models, score_files_sharded, score_images
+    from ohlora_core.generation import verified_images
+
+    if not len(unlabelled):  # all labelled
+        return {prop: EnsembleScores(*(np.zeros((0, len(files))),) * 2, np.zeros(0))
+                for prop, files in model_files.items()}
+    paths = verified_images(raw_images, unlabelled)
+    if len(shard_devices) > 1 and len(unlabelled) > eval_batch_size(run.device):
+        return score_files_sharded(model_files, paths, shard_devices, log=run.log)  # each worker decodes its images
+    images = decode_images(paths)
+    return {prop: score_images(load_fold_models(prop, files, run.device), images, run.device)
+            for prop, files in model_files.items()}
 
 
 def filtered_images(run: Run, gender_quality_scores: GenderQualityScores, out: RecipeDir, gender_min: float,

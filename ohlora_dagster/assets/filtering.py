@@ -62,7 +62,7 @@ def gender_quality_models(context: dg.AssetExecutionContext, config: CnnTraining
     return store.publish(context, stage, result)
 
 
-@gpu_asset(group_name="filtering", kinds={"pytorch", "csv"},
+@gpu_asset(sharded=True, group_name="filtering", kinds={"pytorch", "csv"},
            check_specs=[dg.AssetCheckSpec("every_image_scored_once", asset="gender_quality_scores")],
            description="Gender and quality for every image: hand label where labelled, 5-model mean elsewhere.")
 def gender_quality_scores(context: dg.AssetExecutionContext, settings: RunSettings, store: ArtifactStore,
@@ -71,7 +71,7 @@ def gender_quality_scores(context: dg.AssetExecutionContext, settings: RunSettin
     run = store.run(context, settings)
     stage = store.stage(context, device=run.device)
     result = filtering.gender_quality_scores(run, gender_quality_models, hand_labels, raw_images, stage,
-                                             settings.counts(run.mode)[0])
+                                             settings.counts(run.mode)[0], shard_devices=settings.shard_list())
     return store.publish(context, stage, result)
 
 
