@@ -7,6 +7,7 @@ leftovers, which `clean_partial_files` removes on the next run.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -38,6 +39,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         os.chmod(tmp, _mode_for(path))
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT) and not exc.filename:  # write() errors name no file
+            raise OSError(exc.errno, f"{exc.strerror} while writing {path}", str(path)) from exc
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -11,7 +11,10 @@ importing this module (the Dagster code location does) stays cheap.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -48,11 +51,26 @@ def save_png(picture: "PIL.Image.Image", path) -> None:
 
 # ---------------------------------------------------------------------------------------------------------- captions
 
+_DEFAULT_CAPTION: ContextVar[str | None] = ContextVar("ohlora_default_caption", default=None)
+
+
+@contextmanager
+def captioned(text: str | None) -> Iterator[None]:
+    """Every picture made inside the block without a caption of its own gets `text` (a smoke run's stages
+    call training and sample code that does not know the mode)."""
+    token = _DEFAULT_CAPTION.set(text)
+    try:
+        yield
+    finally:
+        _DEFAULT_CAPTION.reset(token)
+
+
 def caption(picture: "PIL.Image.Image", text: str | None) -> "PIL.Image.Image":
     """The picture with `text` in an amber strip below it, word-wrapped to the picture's width (at least
-    CAPTION_MIN_WIDTH px); None or '' returns the picture unchanged."""
+    CAPTION_MIN_WIDTH px); None or '' returns the picture unchanged (then the `captioned` default, if any)."""
     from PIL import Image
 
+    text = text or _DEFAULT_CAPTION.get()
     if not text:
         return picture
     strip = _caption_strip(text, max(picture.width, CAPTION_MIN_WIDTH))

@@ -58,18 +58,18 @@ class Sources:
 
     # -- models --------------------------------------------------------------------------------------------------
     def stylegan(self, seed: int):
-        """(pretrained generator, weights id); a checkpoint of another resolution or z size is refused here,
-        before any output is touched."""
-        from ohlora_core.io import CheckpointError, sha256_file
+        """(pretrained generator, weights id); a checkpoint of another resolution or z size, or a fine-tuned
+        (label-conditioned) one, is refused here, naming the file, before any output is touched."""
+        from ohlora_core.io import sha256_file
         from ohlora_core.stylegan import load_generator, smoke_generator
+        from ohlora_core.stylegan.checkpoint import check_generator
 
         if self.smoke:
             return smoke_generator(seed), f"smoke_generator(seed={seed})"
         path = self.require(self.stylegan_checkpoint, "StyleGAN checkpoint (genforce celeba_partial-256x256)")
         G, weights = load_generator(path, key="generator"), f"{path} (sha256 {sha256_file(path)})"
-        if G.resolution != RESOLUTION or G.z_space_dim != Z_DIM:
-            raise CheckpointError(f"{weights}: a {G.resolution}x{G.resolution} generator with z of {G.z_space_dim}; "
-                                  f"ohlora needs genforce's {RESOLUTION}x{RESOLUTION} celeba_partial model (z {Z_DIM})")
+        check_generator(G, weights, conditional=False, resolution=RESOLUTION, z_space_dim=Z_DIM,
+                        hint="ohlora needs genforce's celeba_partial-256x256 model at store.stylegan_checkpoint")
         return G, weights
 
     def stylegan_start(self, seed: int) -> dict:

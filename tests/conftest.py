@@ -76,3 +76,55 @@ def assert_batch_composition_does_not_matter(compute, score_fixture, result, mon
     again = compute(parsing[perm], images[perm])
     np.testing.assert_array_equal(again.values, result.values[perm])
     np.testing.assert_array_equal(again.flags, result.flags[perm])
+
+
+class SmokeGraph:
+    """The whole smoke graph, materialized once per test session by README's main command."""
+
+    def __init__(self, root: Path, home: Path, env: dict, output: str):
+        self.root, self.home, self.env, self.output = root, home, env, output
+
+    def instance(self):
+        """The graph's (PostgreSQL) instance; its URL comes from the environment while it is opened."""
+        import dagster as dg
+
+        before = os.environ.get("DAGSTER_PG_URL")
+        os.environ["DAGSTER_PG_URL"] = self.env["DAGSTER_PG_URL"]
+        try:
+            return dg.DagsterInstance.from_config(str(self.home))
+        finally:
+            if before is None:
+                del os.environ["DAGSTER_PG_URL"]
+            else:
+                os.environ["DAGSTER_PG_URL"] = before
+
+    def layout(self):
+        from ohlora_core.layout import StorageLayout
+
+        return StorageLayout(self.root, "smoke")
+
+
+@pytest.fixture(scope="session")
+def smoke_graph(tmp_path_factory):
+    """README's main command, as a user runs it, with the instance on a private PostgreSQL server
+    (deploy/dagster-postgres.yaml): the suite's one run of the whole graph. Tests that read its artifacts or
+    its instance share it; the README test's backfill runs last among them (file order)."""
+    import tempfile
+
+    from tests import postgres_server, readme
+
+    base = tmp_path_factory.mktemp("smoke_graph")
+    root, home = base / "storage", base / "home"
+    pg = Path(tempfile.mkdtemp(prefix="ohlora-pg-"))  # outside pytest's 0700 folders: postgres owns it
+    home.mkdir()
+    url = postgres_server.start(pg)
+    repo = Path(__file__).resolve().parents[1]
+    (home / "dagster.yaml").write_text((repo / "deploy" / "dagster-postgres.yaml").read_text()
+                                       .replace("storage/dagster", str(home)))
+    env = {"DAGSTER_HOME": str(home), "OHLORA_STORAGE": str(root), "DAGSTER_PG_URL": url}
+    try:
+        (command,) = readme.block("main").commands
+        done = readme.run(command, env, timeout=1500)
+        yield SmokeGraph(root, home, env, done.stdout + done.stderr)
+    finally:
+        postgres_server.stop(pg)

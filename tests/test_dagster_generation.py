@@ -97,8 +97,28 @@ def test_a_checkpoint_of_another_resolution_is_refused_before_images_change(tmp_
         torch.save({"generator": smoke_generator(1, resolution=128).state_dict()}, ckpt)
         with pytest.raises(Exception) as err:
             _materialize(tmp_path, instance, "full", n_images=2, batch_size=2)
-        assert re.search(r"a 128x128 generator .* needs genforce's 256x256", _error_chain(err.value))
+        assert re.search(r"stylegan_celeba_partial256.pth \(sha256 \w+\) is a 128x128 generator; expected 256x256",
+                         _error_chain(err.value))
     assert _snapshot(tmp_path / "artifacts") == before
+
+
+def test_a_fine_tuned_generator_given_as_the_pretrained_one_is_refused_naming_the_file(tmp_path):
+    """Issue 17 finding 6: it used to fail only at its first forward, without the file's name."""
+    import torch
+
+    from ohlora_core.stylegan import StyleGANGenerator
+
+    ckpt = tmp_path / "models" / "stylegan_celeba_partial256.pth"
+    ckpt.parent.mkdir()
+    G = StyleGANGenerator(resolution=256, w_space_dim=32, mapping_fmaps=32, fmaps_base=2048, fmaps_max=32,
+                          label_size=7, label_embed_dim=16)
+    torch.save({"generator": G.state_dict()}, ckpt)
+    with dg.instance_for_test() as instance:
+        with pytest.raises(Exception) as err:
+            _materialize(tmp_path, instance, "full", n_images=2, batch_size=2)
+    assert re.search(r"stylegan_celeba_partial256.pth .* is a fine-tuned \(label-conditioned, 7 labels\) generator; "
+                     r"expected the pretrained, unconditional one", _error_chain(err.value))
+    assert not (tmp_path / "artifacts" / "full" / "raw_images" / "current").exists()
 
 
 def test_a_damaged_image_is_regenerated_and_the_result_equals_a_fresh_run(tmp_path):

@@ -228,3 +228,21 @@ def test_manifest_without_stat_lines_and_sidecar_bound_to_manifest(tmp_path, mon
     index.verify(tmp_path / "a", ["0.bin", "1.bin"], "asset")
     assert sorted(hashed) == ["0.bin", "1.bin", "manifest.json"] and index_path(manifest).is_file()
     assert digest != sha256_file(manifest)
+
+
+def test_a_full_disk_names_the_file_being_written(tmp_path):
+    """Issue 17 finding 6: "No space left on device" did not say where (write() errors carry no file name)."""
+    import errno
+
+    import pytest
+
+    from ohlora_core.io import atomic_path
+
+    target = tmp_path / "artifact.bin"
+    target.write_bytes(b"old")
+    with pytest.raises(OSError, match=r"No space left on device while writing .*artifact\.bin") as err:
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert err.value.filename == str(target) and target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["artifact.bin"]  # no temp file left

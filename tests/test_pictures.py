@@ -158,3 +158,17 @@ def test_unit_interval_series_get_their_own_lower_panel():
 def test_module_import_leaves_matplotlib_unloaded():
     code = "import sys, ohlora_core.pictures\nprint('matplotlib' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout == "False\n"
+
+
+def test_a_default_caption_reaches_pictures_made_by_code_that_does_not_know_the_mode():
+    """Issue 19: the fine-tunings draw their loss plots and sample grids without knowing the mode."""
+    import numpy as np
+
+    from ohlora_core.pictures import SMOKE_CAPTION, captioned, image_grid, line_plot
+
+    tile = [np.zeros((16, 16, 3), np.uint8)]
+    plain = line_plot({"loss": [1.0, 0.5]})
+    with captioned(SMOKE_CAPTION):
+        assert line_plot({"loss": [1.0, 0.5]}).height > plain.height
+        assert image_grid(tile, thumb=None).height > 16
+    assert line_plot({"loss": [1.0, 0.5]}).tobytes() == plain.tobytes()  # outside the block: no caption

@@ -47,6 +47,7 @@ def finetune(run: Run, variant, out: RecipeDir, *, start: dict, labels=None, raw
 
     from ohlora_core.finetune import TrainInputs, train
     from ohlora_core.io import CheckpointError
+    from ohlora_core.pictures import captioned
 
     files = FINETUNES[variant.name](out.open())
     usable, figures = _usable(labels, variant)
@@ -63,8 +64,10 @@ def finetune(run: Run, variant, out: RecipeDir, *, start: dict, labels=None, raw
             f", batch {variant.batch_size}, {epochs} epoch(s)" + (f" of at most {max_steps} step(s)" if max_steps else "")
             + f", on {run.device}")
     try:
-        result = train(variant, inputs, files, epochs=epochs, seed=run.seed, device=run.device, max_steps=max_steps,
-                       snapshot_every=snapshot_every, samples_per_label=samples_per_label, log=run.log)
+        with captioned(run.caption):  # its sample grids and loss plot are pictures of this mode too
+            result = train(variant, inputs, files, epochs=epochs, seed=run.seed, device=run.device,
+                           max_steps=max_steps, snapshot_every=snapshot_every, samples_per_label=samples_per_label,
+                           log=run.log)
     except CheckpointError as exc:
         raise CheckpointError(f"fine-tune {variant.name} cannot start from {start['id']}: {exc}") from exc
     return _describe(result, result.outputs, files, variant, figures, start["id"])

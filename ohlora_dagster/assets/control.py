@@ -24,7 +24,7 @@ class ReportConfig(dg.Config):
     z: int | None = Field(default=None, gt=0, description="z's per method (the original's test: 30); unset = 30 / 1 "
                           "(smoke).")
     stride: int | None = Field(default=None, gt=0, le=50, description="Every stride-th of the 50 combinations; unset = "
-                               "1 (full) / 5 (smoke).")
+                               "1 (full) / 7 (smoke).")
     conditional: bool = Field(default=True, description="Directions: move each property along its normal with the "
                               "other properties' normals projected out (InterFaceGAN's conditional manipulation).")
 
