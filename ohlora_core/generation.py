@@ -19,10 +19,10 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -238,7 +238,6 @@ def generate_images(
     import torch
 
     from ohlora_core.store import file_stat
-
     from ohlora_core.stylegan import postprocess
 
     out_dir = Path(out_dir)
@@ -376,7 +375,7 @@ def generate_sharded(recipe: Callable[[str], object] | None, latents, indices: S
     parts = shards.split(list(aligned_batches(indices, batch_size).values()), len(devices), weight=len)
     io = io_workers or max(1, min(16, os.cpu_count() or 4) // len(parts))
     jobs = [(device, _ShardJob(recipe, latents, [i for batch in part for i in batch], out_dir, batch_size, tf32, io))
-            for device, part in zip(devices, parts)]
+            for device, part in zip(devices, parts, strict=False)]  # fewer parts than devices: fewer workers
     if log:
         log(f"raw_images: {len(indices)} images in {len(jobs)} shards on {', '.join(d for d, _ in jobs)} "
             f"({', '.join(str(len(job.indices)) for _, job in jobs)} images)")

@@ -12,9 +12,9 @@ depend on which shard runs it), and every worker runs with the parent's CPU thre
 kernels split their sums by thread count (the smoke generator's pixels change between 1 and 2 threads).
 
 A worker's failure stops the others and is raised as `ShardError` naming the shard, its device and the
-worker's message (its traceback as the cause; an OSError keeps its errno: `ShardOSError`). Ctrl-C or an exception in the parent terminates the
-workers; a worker whose parent dies (SIGKILL included) exits by itself. docs/sharding.md says why the stages
-fan out inside one step rather than over Dagster partitions.
+worker's message (its traceback as the cause; an OSError keeps its errno: `ShardOSError`). Ctrl-C or an
+exception in the parent terminates the workers; a worker whose parent dies (SIGKILL included) exits by itself.
+docs/sharding.md says why the stages fan out inside one step rather than over Dagster partitions.
 """
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def split(items: Sequence[T], shards: int, weight: Callable[[T], int] | None = N
             at -= 1  # the cut just before is as close or closer to this shard's share
         cuts.append(at)
     cuts.append(n)
-    return [list(items[a:b]) for a, b in zip(cuts, cuts[1:]) if b > a]
+    return [list(items[a:b]) for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
 
 
 # -- devices ------------------------------------------------------------------------------------------------------
@@ -171,7 +171,7 @@ def run(worker: Callable[[Any, str, Callable[[Any], None]], Any], jobs: Sequence
     procs = [ctx.Process(target=_worker_main, args=(worker, k, device, payload, inbox, threads), daemon=True,
                          name=f"ohlora-{name}-shard-{k}") for k, (device, payload) in enumerate(jobs)]
     try:
-        for p, (device, _) in zip(procs, jobs):
+        for p, (device, _) in zip(procs, jobs, strict=True):
             with _environment(CPU_WORKER_ENV if device.startswith("cpu") else {}):
                 p.start()
         return _collect(procs, [device for device, _ in jobs], inbox, on_message, name)
@@ -194,7 +194,7 @@ def _collect(procs, devices: list[str], inbox, on_message, name: str) -> list[An
             if gone:
                 k = gone[0]
                 raise ShardError(f"{name}: shard {k} of {len(procs)} (device {devices[k]}) died with exit code "
-                                 f"{procs[k].exitcode} before finishing its images", k)
+                                 f"{procs[k].exitcode} before finishing its images", k) from None
             silent.update(dead)
             continue
         if kind == "message":

@@ -2,9 +2,9 @@
 transient device failures — all applied by one decorator, `gpu_asset`.
 
 On Kubernetes (dagster-k8s's `k8s_job_executor`, or the run pod of `K8sRunLauncher`) every asset in pool `gpu`
-asks for one GPU (the sharded image stages: one per shard, $OHLORA_SHARDS) and tolerates GPU nodes' taint. A transient failure (a GPU that faulted, a shared volume that
-blinked) becomes a Dagster retry; everything else fails the step at once with its own message (a retry of a
-bad setting only wastes time).
+asks for one GPU (the sharded image stages: one per shard, $OHLORA_SHARDS) and tolerates GPU nodes' taint. A
+transient failure (a GPU that faulted, a shared volume that blinked) becomes a Dagster retry; everything else
+fails the step at once with its own message (a retry of a bad setting only wastes time).
 """
 from __future__ import annotations
 

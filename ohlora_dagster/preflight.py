@@ -3,8 +3,9 @@
 executor, chosen by run config as usual) first checks, cheaply, what the selected assets need in this mode:
 the device (and each shard's, for the sharded image stages), the count settings, every input file
 (checkpoints, the label file and its row count), every upstream asset the run reads but does not make, and
-disk and memory for the requested image count. Any problem fails the run with one message listing them all. The run's log also says once which mode it runs
-in, and ends with a summary: each asset materialized, its folder, its key figures.
+disk and memory for the requested image count. Any problem fails the run with one message listing them all.
+The run's log also says once which mode it runs in, and ends with a summary: each asset materialized, its
+folder, its key figures.
 """
 from __future__ import annotations
 

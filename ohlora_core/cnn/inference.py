@@ -7,8 +7,8 @@ scores are a deterministic function of images and weights.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -99,7 +99,7 @@ def score_files_sharded(model_files: Mapping[str, Sequence[str]], image_paths: S
     paths = [str(p) for p in image_paths]
     parts = shards.split([paths[i:i + batch] for i in range(0, len(paths), batch)], len(devices), weight=len)
     jobs = [(device, _ScoreJob(dict(model_files), [p for chunk in part for p in chunk], batch))
-            for device, part in zip(devices, parts)]
+            for device, part in zip(devices, parts, strict=False)]  # fewer parts than devices: fewer workers
     if log:
         log(f"gender_quality_scores: {len(paths)} images in {len(jobs)} shards on {', '.join(d for d, _ in jobs)}")
     progress = Progress(len(paths) * len(model_files), log, "gender_quality_scores", unit="image scores")
@@ -135,7 +135,8 @@ def load_fold_models(prop: str, paths: Sequence[str], device: torch.device | str
     return models
 
 
-def inference_table(prop: str, img_nos: Sequence[int], img_paths: Sequence[str], scores: EnsembleScores) -> pd.DataFrame:
+def inference_table(prop: str, img_nos: Sequence[int], img_paths: Sequence[str],
+                    scores: EnsembleScores) -> pd.DataFrame:
     """The original's `inference_result/{prop}.csv` layout:
     img_no, img_path, property_{prop}_final_score, score_model_0..K-1."""
     df = pd.DataFrame({"img_no": np.asarray(img_nos, dtype=np.int64), "img_path": list(img_paths),
@@ -171,7 +172,8 @@ def combine_with_labels(labels: pd.DataFrame, gender_table: pd.DataFrame, qualit
         score[has_label] = labelled.to_numpy(dtype=np.float64)[has_label]
         if np.isnan(score).any():
             missing = nos[np.isnan(score)]
-            raise ValueError(f"{len(missing)} image(s) have neither a {prop} label nor a CNN score, e.g. {missing[:10].tolist()}")
+            raise ValueError(f"{len(missing)} image(s) have neither a {prop} label nor a CNN score, "
+                             f"e.g. {missing[:10].tolist()}")
         out[f"{prop}_score"] = score
         labelled_both &= has_label
         for c in (c for c in pred.columns if c.startswith("score_model_")):

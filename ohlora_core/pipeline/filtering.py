@@ -19,7 +19,8 @@ def hand_labels(run: Run, out: RecipeDir, n_labelled: int, n_images: int, csv: P
     from ohlora_core.io import atomic_write_text
 
     if csv is None:
-        labels, source = smoke_labels(n_labelled, run.seed), f"smoke_labels(n={n_labelled}, seed={run.seed}) — stand-ins"
+        labels = smoke_labels(n_labelled, run.seed)
+        source = f"smoke_labels(n={n_labelled}, seed={run.seed}) — stand-ins"
     else:
         labels, source = load_hand_labels(csv, n_images, expected_rows=n_labelled), str(csv)
     files = HandLabels(out.open())
@@ -56,7 +57,8 @@ def gender_quality_models(run: Run, hand_labels: HandLabels, raw_images: RawImag
             train_property_models(prop, images, labels[prop].to_numpy(), files, seed=run.seed, device=run.device,
                                   max_epochs=max_epochs, patience=patience, max_attempts=max_attempts,
                                   val_loss_threshold=thresholds[prop] if thresholds else float("inf"), log=run.log)
-    outputs = [files.model(p, k) for p in PROPERTIES for k in range(K_FOLDS)] + [files.train_log(p) for p in PROPERTIES] \
+    outputs = [files.model(p, k) for p in PROPERTIES for k in range(K_FOLDS)] \
+        + [files.train_log(p) for p in PROPERTIES] \
         + [files.epoch_detail(p, k) for p in PROPERTIES for k in range(K_FOLDS)]
     log = pd.concat([pd.read_csv(files.train_log(p), index_col=0).assign(property=p) for p in PROPERTIES],
                     ignore_index=True)

@@ -21,7 +21,8 @@ def latent_codes(run: Run, out: RecipeDir, n: int) -> StageResult:
     write_latent_codes(files.latents, run.seed, n)  # in chunks: memory stays small whatever n is
     z = latent_preview_values(files.latents)  # histograms of a sample of rows, mean / std of all
     preview = histograms({"z (sampled rows)": z.values, "|z| per image (sampled)": z.norms}, caption=run.caption)
-    return StageResult([files.latents.name], path=files.latents.name, pictures={"preview": (preview, "latent histograms")},
+    return StageResult([files.latents.name], path=files.latents.name,
+                       pictures={"preview": (preview, "latent histograms")},
                        figures={"count": n, "z_mean": z.mean, "z_std": z.std})
 
 

@@ -42,8 +42,13 @@ def segmentation_maps(run: Run, filtered_images: FilteredImages, raw_images: Raw
     from ohlora_core.io import atomic_write_csv
     from ohlora_core.pictures import image_grid, save_png
     from ohlora_core.segmentation.face_crop import make_mtcnn
-    from ohlora_core.segmentation.pipeline import (batch_inputs, overlay, read_label_map, remove_outputs_except,
-                                                   segment_images)
+    from ohlora_core.segmentation.pipeline import (
+        batch_inputs,
+        overlay,
+        read_label_map,
+        remove_outputs_except,
+        segment_images,
+    )
     from ohlora_core.store import Ledger
 
     numbers = filtered_numbers(filtered_images)

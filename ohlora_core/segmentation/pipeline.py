@@ -23,9 +23,9 @@ import json
 import os
 import re
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -35,9 +35,16 @@ from PIL import Image
 from ohlora_core.artifacts import SegmentationMaps
 from ohlora_core.io import atomic_write_bytes, clean_partial_files, sha256_file
 from ohlora_core.progress import Progress
-from ohlora_core.store import (ArtifactChanged, BatchDigests, FileIndex, Ledger, Record, RecordTable, TableBuilder,
-                               file_stat)
 from ohlora_core.segmentation.face_crop import crop_faces, face_uint8
+from ohlora_core.store import (
+    ArtifactChanged,
+    BatchDigests,
+    FileIndex,
+    Ledger,
+    RecordTable,
+    TableBuilder,
+    file_stat,
+)
 
 # RGB colour per class (0 background .. 10 hair), the original's visualisation palette.
 PALETTE = np.array([
@@ -106,7 +113,7 @@ def batch_inputs(numbers: Sequence[int], digests: Sequence[str], batch_size: int
     (number, image sha256) in it, so any change to a batch redoes the whole batch. A
     `store.BatchDigests` mapping (one digest per batch, not one entry per image)."""
     members: dict[int, list] = {}
-    for no, d in sorted(zip(map(int, numbers), digests)):
+    for no, d in sorted(zip(map(int, numbers), digests, strict=True)):
         members.setdefault(no // batch_size, []).append([no, d])
     by_batch = {b: hashlib.sha256(json.dumps(m).encode()).hexdigest() for b, m in members.items()}
     items = np.unique(np.fromiter((int(n) for n in numbers), np.int64, count=len(numbers)))
@@ -149,7 +156,7 @@ def segment_images(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     start = time.perf_counter()
-    paths = dict(zip((int(n) for n in image_numbers), map(Path, image_paths)))
+    paths = dict(zip((int(n) for n in image_numbers), map(Path, image_paths), strict=True))
     digests = list(image_digests) if image_digests is not None else [sha256_file(p) for p in image_paths]
     plan = plan_segmentation(files, image_numbers, digests, batch_size, verify)
     progress = Progress(sum(len(m) for m in plan.work), log, "segmentation_maps", unit="images")
@@ -185,14 +192,15 @@ def segment_batch(files: SegmentationMaps, members: Sequence[int], wanted: Mappi
     """Run one fixed batch (all of `members`: the same contents as a from-scratch run) and write the files of
     the images in `wanted` ({number: input digest}); return their ledger records."""
     crops = dict(zip(members, crop_faces(mtcnn, [_load_rgb(paths[no]) for no in members],
-                                         batched=options.batched_detection, fallback_box=options.fallback_box)))
+                                         batched=options.batched_detection, fallback_box=options.fallback_box),
+                     strict=True))
     found = [no for no in members if crops[no] is not None]
     labels = faces = {}
     if found:
         x = torch.stack([crops[no].tensor for no in found])
         with torch.inference_mode():
-            labels = dict(zip(found, model.parse_labels(x.to(device)).to("cpu", torch.uint8).numpy()))
-        faces = dict(zip(found, face_uint8(x)))
+            labels = dict(zip(found, model.parse_labels(x.to(device)).to("cpu", torch.uint8).numpy(), strict=True))
+        faces = dict(zip(found, face_uint8(x), strict=True))
     records = []
     for no, digest in wanted.items():
         crop = crops[no]
@@ -226,7 +234,8 @@ def _segment_sharded(plan: SegmentationPlan, files: SegmentationMaps, paths: Map
         raise ValueError("sharded segmentation needs a recipe: a picklable device -> FaceXFormer function")
     batches = [(members, _wanted(plan, members), {no: paths[no] for no in members}) for members in plan.work]
     parts = shards.split(batches, len(devices), weight=lambda batch: len(batch[0]))
-    jobs = [(device, _ShardJob(files, part, options, recipe)) for device, part in zip(devices, parts)]
+    jobs = [(device, _ShardJob(files, part, options, recipe))
+            for device, part in zip(devices, parts, strict=False)]  # fewer parts than devices: fewer workers
     if log:
         log(f"segmentation_maps: {len(plan.work)} batches in {len(jobs)} shards on {', '.join(d for d, _ in jobs)}")
 
