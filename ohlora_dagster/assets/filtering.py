@@ -12,7 +12,7 @@ from ohlora_dagster.resources import ArtifactStore, RunSettings, mode_of
 class CnnTrainingConfig(dg.Config):
     """The original's training choices; smoke mode caps epochs and does not enforce thresholds (presets)."""
 
-    max_epochs: int | None = Field(default=None, gt=0, description="Epoch cap; unset = unlimited (full) / 2 (smoke).")
+    max_epochs: int | None = Field(default=None, gt=0, description="Epoch cap; unset = unlimited (full) / 1 (smoke).")
     patience: int = Field(default=20, gt=0, description="Early stopping: epochs without a better validation loss.")
     max_attempts: int = Field(default=3, gt=0, description="Fresh retrainings of a fold that misses its threshold.")
     gender_threshold: float = Field(default=0.35, gt=0, description="A gender fold must reach this best val loss.")
