@@ -16,6 +16,7 @@ model for one epoch (train + validation) on each side; an inference call scores 
 models. Every call counts the images it pushed through its model: both sides must count the same
 (train + validation images per epoch, 5 x n in inference, and the reference's CSV has n rows).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from interleave import interleave  # noqa: E402
+
 from ohlora_core.cnn.data import as_image_bank, decode_images, to_unit_float  # noqa: E402
 from ohlora_core.cnn.inference import predict, score_images  # noqa: E402
 from ohlora_core.cnn.labels import smoke_labels  # noqa: E402
@@ -50,9 +52,11 @@ def load_reference(ref_dir: Path):
     """Import the original cnn_common (+ global_common.torch_training) from ref_dir."""
     common = ref_dir / SUB / "cnn" / "cnn_common.py"
     if not common.is_file() or not (ref_dir / "global_common" / "torch_training.py").is_file():
-        sys.exit(f"reference code not found under {ref_dir}: need {SUB}/cnn/cnn_common.py and "
-                 "global_common/torch_training.py (extract them from github:WannaBeSuperteur/AI_Projects, "
-                 "e.g. git archive HEAD <paths> | tar -x -C .ref/cnn)")
+        sys.exit(
+            f"reference code not found under {ref_dir}: need {SUB}/cnn/cnn_common.py and "
+            "global_common/torch_training.py (extract them from github:WannaBeSuperteur/AI_Projects, "
+            "e.g. git archive HEAD <paths> | tar -x -C .ref/cnn)"
+        )
     if "torchinfo" not in sys.modules:  # only used for a printed summary in the original
         try:
             importlib.import_module("torchinfo")
@@ -115,8 +119,20 @@ def ours_epoch(imgs, labels, train_idx, valid_idx, device, valid_batch, seen: Co
     def one() -> None:
         torch.manual_seed(0)
         model = GenderCNN().to(device)
-        fit(model, imgs, targets, train_idx, seen.unit_float, nn.BCELoss(reduction="sum"), validate, "val_loss",
-            shuffle_seed=0, max_epochs=1, patience=10 ** 9)
+        fit(
+            model,
+            imgs,
+            targets,
+            train_idx,
+            seen.unit_float,
+            nn.BCELoss(reduction="sum"),
+            validate,
+            "val_loss",
+            shuffle_seed=0,
+            max_epochs=1,
+            patience=10**9,
+        )
+
     return one
 
 
@@ -136,23 +152,34 @@ def ref_epoch(cc, RefGender, folder, labels, train_idx, valid_idx, device, seen:
     """A callable: the original's per-fold epoch (run_train + run_validation_detail over JPEG-decoding
     loaders) on a freshly seeded model."""
     from global_common.torch_training import run_train, run_validation_detail
+
     cc.IMAGE_DATA_DIR_PATH = str(folder)
     n = len(labels)
-    df = pd.DataFrame({"img_path": [f"{folder}/{i:06d}.jpg" for i in range(n)], "img_no": range(n),
-                       "gender": labels, "quality": labels})
+    df = pd.DataFrame(
+        {
+            "img_path": [f"{folder}/{i:06d}.jpg" for i in range(n)],
+            "img_no": range(n),
+            "gender": labels,
+            "quality": labels,
+        }
+    )
     ds = CountedDataset(cc.CNNImageDataset(df, transform=cc.base_transform, property_name="gender"), seen)
-    tl = torch.utils.data.DataLoader(ds, batch_size=cc.TRAIN_BATCH_SIZE,
-                                     sampler=torch.utils.data.SubsetRandomSampler(train_idx))
-    vl = torch.utils.data.DataLoader(ds, batch_size=cc.VALID_BATCH_SIZE,
-                                     sampler=torch.utils.data.SubsetRandomSampler(valid_idx))
+    tl = torch.utils.data.DataLoader(
+        ds, batch_size=cc.TRAIN_BATCH_SIZE, sampler=torch.utils.data.SubsetRandomSampler(train_idx)
+    )
+    vl = torch.utils.data.DataLoader(
+        ds, batch_size=cc.VALID_BATCH_SIZE, sampler=torch.utils.data.SubsetRandomSampler(valid_idx)
+    )
 
     def one() -> None:
         torch.manual_seed(0)
         model = cc.define_cnn_model(RefGender, device)
         run_train(model=model, train_loader=tl, device=device, loss_func=nn.BCELoss(reduction="sum"))
-        run_validation_detail(model=model, valid_loader=vl, device=device, loss_func=nn.BCELoss(reduction="sum"),
-                              threshold=0.5)
+        run_validation_detail(
+            model=model, valid_loader=vl, device=device, loss_func=nn.BCELoss(reduction="sum"), threshold=0.5
+        )
         model.scheduler.step()
+
     return one
 
 
@@ -164,6 +191,7 @@ def ours_inference(paths, device, batch, seen: Counter):
         scores = score_images(models, decode_images(paths), device, batch)
         seen.n += 5 * len(paths)  # score_images runs every image through each of the 5 models
         assert len(scores.raw) == len(paths)
+
     return one
 
 
@@ -180,6 +208,7 @@ def ref_inference(cc, RefGender, folder, n, device, seen: Counter, out_dir: Path
         cc.predict_score_remaining_images("gender", loader, models, str(csv))
         seen.n += 5 * n  # the original runs each batch through the 5 models in turn
         assert len(pd.read_csv(csv)) == n
+
     return one
 
 
@@ -225,19 +254,32 @@ def main():
             tr, va = kfold_splits(sub, stratified=False, seed=0)[0]
             dec, imgs = timed(lambda: as_image_bank(decode_images(paths[:size]), device), device)
             a, b = Counter(), Counter()
-            t = paired(f"{what}, {len(tr)} train + {len(va)} valid",
-                       ours_epoch(imgs, sub, tr, va, device, valid_batch, a),
-                       ref_epoch(cc, RefGender, folder, sub, tr, va, device, b), a, b, len(tr) + len(va), args.pairs,
-                       device)
+            t = paired(
+                f"{what}, {len(tr)} train + {len(va)} valid",
+                ours_epoch(imgs, sub, tr, va, device, valid_batch, a),
+                ref_epoch(cc, RefGender, folder, sub, tr, va, device, b),
+                a,
+                b,
+                len(tr) + len(va),
+                args.pairs,
+                device,
+            )
             rows.append((f"{what}, {len(tr)} train + {len(va)} valid: s/epoch", t))
             rows.append((f"  decode {size} JPEGs once (ours only, s)", dec))
             if what == "full fold":
                 rows.append(("  -> 46-epoch fold (ours: decode + 46 epochs), s", t, 46, dec))
         a, b = Counter(), Counter()
         with tempfile.TemporaryDirectory() as out:
-            t = paired(f"5-model inference incl. JPEG decode, {args.n} images", ours_inference(paths[:args.n], device,
-                       valid_batch, a), ref_inference(cc, RefGender, folder, args.n, device, b, Path(out)), a, b,
-                       5 * args.n, args.pairs, device)
+            t = paired(
+                f"5-model inference incl. JPEG decode, {args.n} images",
+                ours_inference(paths[: args.n], device, valid_batch, a),
+                ref_inference(cc, RefGender, folder, args.n, device, b, Path(out)),
+                a,
+                b,
+                5 * args.n,
+                args.pairs,
+                device,
+            )
         rows.append((f"5-model inference incl. JPEG decode, {args.n} images: s", t))
     print(f"\ndevice: {name}; torch {torch.__version__}; 1 warm-up pair + {args.pairs} interleaved pairs per measure")
     print(f"{'measure':<62} {'ours':>22} {'reference':>22} {'ratio':>7} {'per pair':>12}")
@@ -255,8 +297,10 @@ def _row(label, t, scale=1, extra=0.0) -> str:
         return f"{label:<62} {t:>22.2f}"
     a, b = [extra + scale * x for x in t.a], [scale * x for x in t.b]
     pr = [y / x for x, y in zip(a, b)]
-    return (f"{label:<62} {_spread(a):>22} {_spread(b):>22} {np.median(b) / np.median(a):>6.2f}x "
-            f"{min(pr):>5.2f}..{max(pr):<5.2f}")
+    return (
+        f"{label:<62} {_spread(a):>22} {_spread(b):>22} {np.median(b) / np.median(a):>6.2f}x "
+        f"{min(pr):>5.2f}..{max(pr):<5.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ normals, the same on every call (both sides did the same work, deterministically
 
     python bench/directions.py [--n 4703] [--dim 512] [--noise 0.5] [--pairs 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from interleave import interleave  # noqa: E402
+
 from ohlora_core.directions import fit_directions  # noqa: E402
 from ohlora_core.scores.common import SCORE_NAMES  # noqa: E402
 
@@ -62,18 +64,29 @@ def main() -> None:
         return lambda: found[method].append(fit_directions(w, scores, SCORE_NAMES, method=method).normals)
 
     def interfacegan() -> None:
-        found["InterFaceGAN"].append(np.stack([interfacegan_boundary(w, scores[:, k])
-                                               for k in range(len(SCORE_NAMES))]))
+        found["InterFaceGAN"].append(
+            np.stack([interfacegan_boundary(w, scores[:, k]) for k in range(len(SCORE_NAMES))])
+        )
 
-    timings = {m: interleave(ours(m), interfacegan, args.pairs, a_name=f"ours ({m})",
-                             b_name="InterFaceGAN train_boundary (SVC linear)") for m in ("svm", "ridge")}
+    timings = {
+        m: interleave(
+            ours(m), interfacegan, args.pairs, a_name=f"ours ({m})", b_name="InterFaceGAN train_boundary (SVC linear)"
+        )
+        for m in ("svm", "ridge")
+    }
     for name, normals in found.items():  # the same work on every call: 7 unit normals, deterministic
-        assert all(x.shape == (len(SCORE_NAMES), args.dim) and np.allclose(np.linalg.norm(x, axis=1), 1)
-                   and np.array_equal(x, normals[0]) for x in normals), name
+        assert all(
+            x.shape == (len(SCORE_NAMES), args.dim)
+            and np.allclose(np.linalg.norm(x, axis=1), 1)
+            and np.array_equal(x, normals[0])
+            for x in normals
+        ), name
     cos = {name: (normals[0] * planted).sum(axis=1) for name, normals in found.items()}
-    print(f"{len(SCORE_NAMES)} directions from {args.n} x {args.dim} w (noise {args.noise}); "
-          f"1 warm-up pair + {args.pairs} interleaved pairs")
-    for m, t in timings.items():
+    print(
+        f"{len(SCORE_NAMES)} directions from {args.n} x {args.dim} w (noise {args.noise}); "
+        f"1 warm-up pair + {args.pairs} interleaved pairs"
+    )
+    for t in timings.values():
         print(t.report())
     for name, c in cos.items():
         print(f"{name:<14} cos to planted: min {c.min():.3f} mean {c.mean():.3f}")

@@ -35,6 +35,7 @@ relative); the timed steps (dropout on) are interleaved the same way.
 without it the networks are the real 256x256 StyleGAN's (smoke weights). v2 / v3 always use the
 narrow generator with the full-size CNNs and encoder (the fixtures' setup).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,8 +64,7 @@ from ohlora_core.finetune.gan import GanTrainer  # noqa: E402
 from ohlora_core.finetune.samples import SampleGrid  # noqa: E402
 from ohlora_core.finetune.variants import V1  # noqa: E402
 from ohlora_core.io import atomic_torch_save  # noqa: E402
-from ohlora_core.stylegan import (StyleGANDiscriminator, StyleGANGenerator, smoke_discriminator,  # noqa: E402
-                                  smoke_generator)
+from ohlora_core.stylegan import StyleGANDiscriminator, StyleGANGenerator, smoke_discriminator, smoke_generator  # noqa: E402
 
 IMAGES = 4703  # the original's filtered images: one epoch
 SNAPSHOT_EVERY = 100  # finetune.train's default
@@ -121,10 +121,16 @@ def original_models(fix, orig, g_sd, d_sd, narrow: bool, device: str):
 
 
 def ours_from(G_ref, D_ref, g_cfg, d_cfg, variant, device: str) -> GanTrainer:
-    G = StyleGANGenerator(256, **{k: v for k, v in g_cfg.items() if k != "resolution"}, label_size=7,
-                          label_embed_dim=16)
-    D = StyleGANDiscriminator(256, **{k: v for k, v in d_cfg.items() if k != "resolution"}, label_size=7,
-                              label_mode="concat", minibatch_std_group_size=16)
+    G = StyleGANGenerator(
+        256, **{k: v for k, v in g_cfg.items() if k != "resolution"}, label_size=7, label_embed_dim=16
+    )
+    D = StyleGANDiscriminator(
+        256,
+        **{k: v for k, v in d_cfg.items() if k != "resolution"},
+        label_size=7,
+        label_mode="concat",
+        minibatch_std_group_size=16,
+    )
     G.load_state_dict(G_ref.state_dict())
     D.load_state_dict(D_ref.state_dict())
     return GanTrainer(G, D, variant, device)
@@ -139,10 +145,16 @@ def check_equal(fix, orig, models, configs, reals, labels, batch: int, device: s
     z = iter(rec.z)
     mine = ours.step(reals, labels, lambda: next(z).to(device))
     assert mine.g_train_count == g_count, (mine.g_train_count, g_count)
-    assert abs(mine.d_loss - d_loss) <= 1e-4 * abs(d_loss) and abs(mine.g_loss - g_loss) <= 1e-4 * abs(g_loss), \
-        (mine.d_loss, d_loss, mine.g_loss, g_loss)
-    print(f"step 1 equal: d_loss {d_loss:.6f} vs {mine.d_loss:.6f}, g_loss {g_loss:.6f} vs {mine.g_loss:.6f}, "
-          f"G updates {g_count}")
+    assert abs(mine.d_loss - d_loss) <= 1e-4 * abs(d_loss) and abs(mine.g_loss - g_loss) <= 1e-4 * abs(g_loss), (
+        mine.d_loss,
+        d_loss,
+        mine.g_loss,
+        g_loss,
+    )
+    print(
+        f"step 1 equal: d_loss {d_loss:.6f} vs {mine.d_loss:.6f}, g_loss {g_loss:.6f} vs {mine.g_loss:.6f}, "
+        f"G updates {g_count}"
+    )
 
 
 def timed_pairs(orig, G_ref, D_ref, ours: GanTrainer, reals, labels, pairs: int, device: str):
@@ -160,8 +172,14 @@ def timed_pairs(orig, G_ref, D_ref, ours: GanTrainer, reals, labels, pairs: int,
         seed_all(next(seeds["ours"]))
         counts["ours"].append(ours.step(reals, labels, lambda: torch.randn(len(reals), 512).to(device)).g_train_count)
 
-    paired = interleave(our_step, ref_step, pairs, a_name="ours (GanTrainer.step)", b_name="original train_step",
-                        sync=lambda: sync(device))
+    paired = interleave(
+        our_step,
+        ref_step,
+        pairs,
+        a_name="ours (GanTrainer.step)",
+        b_name="original train_step",
+        sync=lambda: sync(device),
+    )
     timed = {k: v[1:] for k, v in counts.items()}  # the warm-up pair is not timed
     return paired, timed
 
@@ -179,8 +197,9 @@ def our_side_work(ours: GanTrainer, n_steps: int, device: str) -> tuple[float, f
         log = [{"epoch": 0, "idx": i, "d_loss": 0.0, "g_loss": 0.0} for i in range(n_steps)]
         state = {"task": ours.state_dict(), "epoch": 0, "step": 0, "log": log, "stopped": False}
         snapshot = seconds(lambda: atomic_torch_save(Path(tmp) / "snapshot.pt", state), device)
-        grid = SampleGrid.fixed(V1.sample_labels, SAMPLES_PER_LABEL, torch.Generator().manual_seed(0),
-                                torch.device(device))
+        grid = SampleGrid.fixed(
+            V1.sample_labels, SAMPLES_PER_LABEL, torch.Generator().manual_seed(0), torch.device(device)
+        )
         samples = seconds(lambda: grid.write(ours.G, Path(tmp) / "samples.png"), device)
     return snapshot, samples
 
@@ -192,24 +211,37 @@ def original_side_work(orig, G_ref, D_ref, reals, labels, device: str) -> tuple[
         orig.ft.PROJECT_DIR_PATH = tmp  # the side work writes under <project>/stylegan_and_segmentation/...
         (Path(tmp) / "stylegan_and_segmentation" / "stylegan_modified").mkdir(parents=True)
         fakes = G_ref(torch.randn(len(reals), 512).to(device), labels, **orig_args)["image"]
-        every_10th = seconds(lambda: (orig.ft.save_real_fake_imgs(reals, fakes),
-                                      orig.ft.run_inference_test_during_finetuning(G_ref, 0, 0)), device)
-        save = seconds(lambda: (torch.save(G_ref.state_dict(), Path(tmp) / "g.pth"),
-                                torch.save(D_ref.state_dict(), Path(tmp) / "d.pth")), device)
+        every_10th = seconds(
+            lambda: (
+                orig.ft.save_real_fake_imgs(reals, fakes),
+                orig.ft.run_inference_test_during_finetuning(G_ref, 0, 0),
+            ),
+            device,
+        )
+        save = seconds(
+            lambda: (
+                torch.save(G_ref.state_dict(), Path(tmp) / "g.pth"),
+                torch.save(D_ref.state_dict(), Path(tmp) / "d.pth"),
+            ),
+            device,
+        )
     return every_10th, save
 
 
-def epoch_projection(paired: Paired, batch: int, ours_side: tuple[float, float],
-                     ref_side: tuple[float, float]) -> None:
+def epoch_projection(paired: Paired, batch: int, ours_side: tuple[float, float], ref_side: tuple[float, float]) -> None:
     """Minutes per epoch (an epoch after the first) with each side's own side work."""
     n = math.ceil(IMAGES / batch)
     snapshots = (n - 1) // SNAPSHOT_EVERY + 1  # every 100 steps within the epoch, and after it
     ours = n * np.median(paired.a) + snapshots * ours_side[0] + ours_side[1]
     ref = n * np.median(paired.b) + math.ceil(n / 10) * ref_side[0] + ref_side[1]
-    print(f"side work: ours {ours_side[0]:.2f} s per snapshot (x{snapshots}) + {ours_side[1]:.2f} s sample grid; "
-          f"original {ref_side[0]:.2f} s every 10th batch (x{math.ceil(n / 10)}) + {ref_side[1]:.2f} s G/D save")
-    print(f"epoch of {IMAGES:,} images ({n} steps, median step): ours {ours / 60:.1f} min, original {ref / 60:.1f} min "
-          f"-> {ref / ours:.2f}x")
+    print(
+        f"side work: ours {ours_side[0]:.2f} s per snapshot (x{snapshots}) + {ours_side[1]:.2f} s sample grid; "
+        f"original {ref_side[0]:.2f} s every 10th batch (x{math.ceil(n / 10)}) + {ref_side[1]:.2f} s G/D save"
+    )
+    print(
+        f"epoch of {IMAGES:,} images ({n} steps, median step): ours {ours / 60:.1f} min, original {ref / 60:.1f} min "
+        f"-> {ref / ours:.2f}x"
+    )
 
 
 def bench_v1(args) -> None:
@@ -235,8 +267,10 @@ def bench_v1(args) -> None:
         n_steps = math.ceil(IMAGES / batch)
         ours_side = our_side_work(ours, n_steps, device)
         ref_side = original_side_work(orig, G_ref, D_ref, reals, labels, device)
-    print(f"v1 fine-tuning step on {device_name(device)}, batch {batch}, "
-          f"{'narrow' if args.narrow else 'full-size'} networks, {args.pairs} interleaved pairs")
+    print(
+        f"v1 fine-tuning step on {device_name(device)}, batch {batch}, "
+        f"{'narrow' if args.narrow else 'full-size'} networks, {args.pairs} interleaved pairs"
+    )
     print(paired.report())
     epoch_projection(paired, batch, ours_side, ref_side)
 
@@ -277,8 +311,9 @@ def v2_pair(orig, W, batch: int, device: str, gen: torch.Generator):
         return float(loss.detach())
 
     variant = V2.with_overrides(batch_size=batch, keep_v1_dense0=True)
-    ours = CnnLoopTask(conditional_generator(v1_state, variant, 0), *_cnns(W, [(PropertyScoreCNN, 22)]), variant,
-                       device, seed=0)
+    ours = CnnLoopTask(
+        conditional_generator(v1_state, variant, 0), *_cnns(W, [(PropertyScoreCNN, 22)]), variant, device, seed=0
+    )
     our_step = lambda: float(ours.train_on(z, y)[0].detach())  # noqa: E731
     model.property_score_cnn.eval(), ours.cnn.eval()  # dropout off for the equality check
     a, b = ref_step(), our_step()
@@ -306,8 +341,10 @@ def v3_pair(orig, W, batch: int, device: str, gen: torch.Generator):
     model.gender_cnn.load_state_dict(W.cnn_state(GenderCNN, 23))
     orig.v3gm.freeze_stylegan_finetune_v3_layers(model)
     model = model.to(device).train()
-    opt = torch.optim.AdamW([{"params": model.stylegan_generator.parameters()},
-                             {"params": model.CVAE_encoder.parameters(), "lr": 1e-5}], lr=1e-4)
+    opt = torch.optim.AdamW(
+        [{"params": model.stylegan_generator.parameters()}, {"params": model.CVAE_encoder.parameters(), "lr": 1e-5}],
+        lr=1e-4,
+    )
     torch_randn_like = torch.randn_like
 
     def ref_step():
@@ -327,8 +364,16 @@ def v3_pair(orig, W, batch: int, device: str, gen: torch.Generator):
     encoder = CVAEEncoder()
     encoder.load_state_dict(model.CVAE_encoder.state_dict())
     dummy = torch.zeros(1, 3, 256, 256, dtype=torch.uint8)
-    ours = CvaeTask(G, encoder, *_cnns(W, [(PropertyScoreCNN, 22), (GenderCNN, 23)]), dummy,
-                    np.zeros((1, 7), np.float32), V3, device, seed=0)
+    ours = CvaeTask(
+        G,
+        encoder,
+        *_cnns(W, [(PropertyScoreCNN, 22), (GenderCNN, 23)]),
+        dummy,
+        np.zeros((1, 7), np.float32),
+        V3,
+        device,
+        seed=0,
+    )
     our_step = lambda: float(ours.train_on(x, y, eps)[0].total.detach())  # noqa: E731
     cnns = (model.property_score_cnn, model.gender_cnn, ours.property_cnn, ours.gender_cnn)
     for m in cnns:
@@ -348,10 +393,19 @@ def bench_v2_v3(args) -> None:
     batch = args.batch or (16 if v == "v2" else 8)
     pair = v2_pair if v == "v2" else v3_pair
     ref_step, our_step = pair(orig, fix.W, batch, device, torch.Generator().manual_seed(0))
-    paired = interleave(our_step, ref_step, args.pairs, a_name=f"ours ({'CnnLoopTask' if v == 'v2' else 'CvaeTask'}"
-                        ".train_on)", b_name="original", sync=lambda: sync(device))
-    print(f"{v} fine-tuning step on {device_name(device)}, batch {batch}, narrow generator, full-size CNNs"
-          + (" and encoder" if v == "v3" else "") + f"; step 1 losses equal; {args.pairs} interleaved pairs")
+    paired = interleave(
+        our_step,
+        ref_step,
+        args.pairs,
+        a_name=f"ours ({'CnnLoopTask' if v == 'v2' else 'CvaeTask'}.train_on)",
+        b_name="original",
+        sync=lambda: sync(device),
+    )
+    print(
+        f"{v} fine-tuning step on {device_name(device)}, batch {batch}, narrow generator, full-size CNNs"
+        + (" and encoder" if v == "v3" else "")
+        + f"; step 1 losses equal; {args.pairs} interleaved pairs"
+    )
     print(paired.report())
 
 
@@ -365,8 +419,9 @@ def _stub_bs4() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--ref-dir", type=Path, required=True,
-                    help="the original's 2025_04_08_OhLoRA/stylegan_and_segmentation folder")
+    ap.add_argument(
+        "--ref-dir", type=Path, required=True, help="the original's 2025_04_08_OhLoRA/stylegan_and_segmentation folder"
+    )
     ap.add_argument("--version", default="v1", choices=("v1", "v2", "v3"))
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--pairs", type=int, default=5, help="timed (ours, original) pairs after one warm-up pair")

@@ -20,6 +20,7 @@ Oh-LoRA did, so style mixing runs), batch 4, `torch.randn(4, 512)` per batch, nu
 call writes its --n images into a fresh folder; the bench asserts that every call of both sides
 wrote exactly --n images.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from interleave import interleave  # noqa: E402
+
 from ohlora_core.stylegan import postprocess, smoke_generator  # noqa: E402
 
 ORIGINAL_KWARGS = dict(trunc_psi=1.0, trunc_layers=0, randomize_noise=False)
@@ -50,8 +52,10 @@ def load_reference(ref_dir: Path):
     gen_file = ref_dir / "models" / "stylegan_generator.py"
     vis_file = ref_dir / "utils" / "visualizer.py"
     if not gen_file.is_file() or not vis_file.is_file():
-        sys.exit(f"genforce checkout not found: expected {gen_file} and {vis_file}. Get genforce/genforce "
-                 f"and pass its folder with --ref-dir.")
+        sys.exit(
+            f"genforce checkout not found: expected {gen_file} and {vis_file}. Get genforce/genforce "
+            f"and pass its folder with --ref-dir."
+        )
     pkg = types.ModuleType("models")
     pkg.__path__ = [str(ref_dir / "models")]
     sys.modules["models"] = pkg
@@ -91,15 +95,24 @@ def forward_section(ours, ref, postprocess_image_ref, args, device: str) -> None
     with torch.no_grad():
         for b in [int(x) for x in args.batches.split(",")]:
             z = torch.randn(b, 512, generator=gen).to(device)
-            timing = interleave(lambda: ours(z, **ORIGINAL_KWARGS), lambda: ref(z, **ORIGINAL_KWARGS), args.pairs,
-                                warmup=args.warmup, a_name="ours", b_name="genforce", sync=lambda: sync(device))
+            timing = interleave(
+                lambda: ours(z, **ORIGINAL_KWARGS),
+                lambda: ref(z, **ORIGINAL_KWARGS),
+                args.pairs,
+                warmup=args.warmup,
+                a_name="ours",
+                b_name="genforce",
+                sync=lambda: sync(device),
+            )
             a, r = ours(z, **ORIGINAL_KWARGS)["image"], ref(z, **ORIGINAL_KWARGS)["image"]
             diff = (a - r).abs().max().item()
             theirs = torch.from_numpy(postprocess_image_ref(r.cpu().numpy())).to(device)
             same = (postprocess(a) == theirs).float().mean()
             pr = timing.pair_ratios
-            print(f"{b:>5} {_rate(b, timing.a):>22} {_rate(b, timing.b):>22} {timing.ratio:>6.2f}x "
-                  f"{min(pr):>5.2f}..{max(pr):<5.2f} {diff:>10.2e} {100 * same.item():>8.3f}%")
+            print(
+                f"{b:>5} {_rate(b, timing.a):>22} {_rate(b, timing.b):>22} {timing.ratio:>6.2f}x "
+                f"{min(pr):>5.2f}..{max(pr):<5.2f} {diff:>10.2e} {100 * same.item():>8.3f}%"
+            )
             # same weights, same z: the two flows must agree (TF32 convolutions on CUDA round at ~1e-2)
             tf32 = device.startswith("cuda") and torch.backends.cudnn.allow_tf32
             assert diff < (5e-2 if tf32 else 1e-3) and same.item() > (0.9 if tf32 else 0.999), (b, diff, same.item())
@@ -121,8 +134,9 @@ def end_to_end_section(ours, ref, postprocess_image_ref, args, device: str, tmp:
     def run_ours() -> None:
         out = tmp / f"ours{calls['ours']}"
         calls["ours"] += 1
-        mine = generate_images(ours, latents, range(args.n), out, batch_size=args.our_batch, device=device,
-                               tf32=not args.exact)
+        mine = generate_images(
+            ours, latents, range(args.n), out, batch_size=args.our_batch, device=device, tf32=not args.exact
+        )
         assert mine.written == list(range(args.n)) and len(list(out.glob("*.jpg"))) == args.n
 
     def run_ref() -> None:
@@ -133,12 +147,20 @@ def end_to_end_section(ours, ref, postprocess_image_ref, args, device: str, tmp:
         original_synthesize(ref, postprocess_image_ref, args.n, out, device)
         assert len(list(out.glob("*.jpg"))) == args.n  # the same work as ours: --n images written
 
-    timing = interleave(run_ours, run_ref, args.pairs, warmup=args.warmup, a_name=f"ours (generate_images, batch "
-                        f"{args.our_batch}{', fp32' if args.exact else ''})",
-                        b_name="original synthesize (batch 4, train mode)", sync=lambda: sync(device))
+    timing = interleave(
+        run_ours,
+        run_ref,
+        args.pairs,
+        warmup=args.warmup,
+        a_name=f"ours (generate_images, batch {args.our_batch}{', fp32' if args.exact else ''})",
+        b_name="original synthesize (batch 4, train mode)",
+        sync=lambda: sync(device),
+    )
     print(timing.report())
-    print(f"images/s: ours {args.n / statistics.median(timing.a):.2f}, "
-          f"original {args.n / statistics.median(timing.b):.2f}; ratio (original time / ours): {timing.ratio:.2f}x")
+    print(
+        f"images/s: ours {args.n / statistics.median(timing.a):.2f}, "
+        f"original {args.n / statistics.median(timing.b):.2f}; ratio (original time / ours): {timing.ratio:.2f}x"
+    )
 
 
 def main() -> None:
@@ -153,8 +175,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--our-batch", type=int, default=16, help="our batch size in sections 2 and 3")
     ap.add_argument("--exact", action="store_true", help="ours with tf32=False (full fp32 convolutions on CUDA)")
-    ap.add_argument("--full-n", type=int, default=0,
-                    help="section 3: time our generate_images alone on this many images (10000 = the full run)")
+    ap.add_argument(
+        "--full-n",
+        type=int,
+        default=0,
+        help="section 3: time our generate_images alone on this many images (10000 = the full run)",
+    )
     args = ap.parse_args()
     device = args.device
     RefGenerator, postprocess_image_ref = load_reference(args.ref_dir.resolve())
@@ -163,10 +189,12 @@ def main() -> None:
     ref = RefGenerator(args.resolution)
     ref.load_state_dict(ours.state_dict(), strict=True)
     ref = ref.to(device).eval()
-    dev_name = torch.cuda.get_device_name(device) if device.startswith("cuda") else \
-        f"cpu ({torch.get_num_threads()} threads)"
-    print(f"device: {dev_name}; torch {torch.__version__}; resolution {args.resolution}; "
-          f"smoke weights seed {args.seed}")
+    dev_name = (
+        torch.cuda.get_device_name(device) if device.startswith("cuda") else f"cpu ({torch.get_num_threads()} threads)"
+    )
+    print(
+        f"device: {dev_name}; torch {torch.__version__}; resolution {args.resolution}; smoke weights seed {args.seed}"
+    )
     forward_section(ours, ref, postprocess_image_ref, args, device)
     if args.n > 0:
         with tempfile.TemporaryDirectory() as tmp:
@@ -178,14 +206,23 @@ def main() -> None:
             latents = latent_codes(args.seed, range(args.full_n))
             sync(device)
             t0 = time.perf_counter()
-            result = generate_images(ours, latents, range(args.full_n), Path(tmp), batch_size=args.our_batch,
-                                     device=device, tf32=not args.exact)
+            result = generate_images(
+                ours,
+                latents,
+                range(args.full_n),
+                Path(tmp),
+                batch_size=args.our_batch,
+                device=device,
+                tf32=not args.exact,
+            )
             sync(device)
             total = time.perf_counter() - t0
             assert result.written == list(range(args.full_n)) and len(list(Path(tmp).glob("*.jpg"))) == args.full_n
-        print(f"\n[3] ours alone (not a comparison){' (exact fp32)' if args.exact else ''}: {args.full_n} JPEGs in "
-              f"{total:.2f} s ({args.full_n / total:.1f} img/s; generator {result.generator_seconds:.2f} s, "
-              f"batch {args.our_batch})")
+        print(
+            f"\n[3] ours alone (not a comparison){' (exact fp32)' if args.exact else ''}: {args.full_n} JPEGs in "
+            f"{total:.2f} s ({args.full_n / total:.1f} img/s; generator {result.generator_seconds:.2f} s, "
+            f"batch {args.our_batch})"
+        )
 
 
 if __name__ == "__main__":

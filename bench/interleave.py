@@ -4,6 +4,7 @@ Sequential timing (all of A, then all of B) lets machine load, thermal state or 
 interleaving pairs makes both sides see the same conditions. Report the median of each side, the spread
 (min..max) and the ratio of medians, and the ratio per pair (its spread says how much to trust it).
 """
+
 from __future__ import annotations
 
 import statistics
@@ -33,15 +34,27 @@ class Paired:
     def report(self, unit: str = "s", scale: float = 1.0) -> str:
         def side(name: str, xs: list[float]) -> str:
             xs = [x * scale for x in xs]
-            return f"{name}: median {statistics.median(xs):.4g} {unit} (min {min(xs):.4g}, max {max(xs):.4g}, n {len(xs)})"
+            return (
+                f"{name}: median {statistics.median(xs):.4g} {unit} (min {min(xs):.4g}, max {max(xs):.4g}, n {len(xs)})"
+            )
 
         pr = self.pair_ratios
-        return (f"{side(self.a_name, self.a)}\n{side(self.b_name, self.b)}\n"
-                f"ratio {self.b_name}/{self.a_name}: {self.ratio:.2f}x (per pair {min(pr):.2f}..{max(pr):.2f}x)")
+        return (
+            f"{side(self.a_name, self.a)}\n{side(self.b_name, self.b)}\n"
+            f"ratio {self.b_name}/{self.a_name}: {self.ratio:.2f}x (per pair {min(pr):.2f}..{max(pr):.2f}x)"
+        )
 
 
-def interleave(a: Callable[[], object], b: Callable[[], object], pairs: int, *, warmup: int = 1,
-               a_name: str = "ours", b_name: str = "reference", sync: Callable[[], None] = lambda: None) -> Paired:
+def interleave(
+    a: Callable[[], object],
+    b: Callable[[], object],
+    pairs: int,
+    *,
+    warmup: int = 1,
+    a_name: str = "ours",
+    b_name: str = "reference",
+    sync: Callable[[], None] = lambda: None,
+) -> Paired:
     """Run `warmup` untimed pairs, then `pairs` timed pairs A, B, A, B, ...; `sync()` (e.g.
     torch.cuda.synchronize) ends each timed call, so queued device work is counted."""
     for _ in range(warmup):

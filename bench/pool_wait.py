@@ -9,6 +9,7 @@ slot or ended (each must wait the whole time: the same work), or if ours did not
 
     python bench/pool_wait.py [--seconds 10] [--executor in_process|multiprocess] [--pairs 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,14 @@ main()
 
 def _start(cmd: list[str], home: Path, log: Path) -> subprocess.Popen:
     with open(log, "w") as f:
-        return subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "DAGSTER_HOME": str(home)}, stdout=f,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            cmd,
+            cwd=REPO,
+            env={**os.environ, "DAGSTER_HOME": str(home)},
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def _wait_for(condition, what: str, timeout: float = 120) -> None:
@@ -61,13 +68,14 @@ def _waiting_cpu(home: Path, flavour: str, seconds: float, executor: str) -> flo
     import dagster as dg
 
     args = execute_args(home, flavour, 0, in_process=executor == "in_process")
-    proc = _start([sys.executable, "-c", WAITER, flavour, *args],
-                  home, home / f"{flavour}.log")
+    proc = _start([sys.executable, "-c", WAITER, flavour, *args], home, home / f"{flavour}.log")
     try:
         with dg.DagsterInstance.from_config(str(home)) as instance:
+
             def waiting() -> bool:
                 info = instance.event_log_storage.get_concurrency_info("gpu")
                 return any(step.assigned_timestamp is None for step in info.pending_steps)
+
             _wait_for(waiting, f"the {flavour} run to wait for the slot")
         time.sleep(1.0)  # past start-up: measure the wait alone
         before, t0 = group_cpu_seconds(proc.pid), time.monotonic()
@@ -95,8 +103,7 @@ def main() -> None:
         (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text().replace("storage/dagster", str(home)))
         marker = home / "holding"
         holding = execute_args(home, "holder", 3600, str(marker), in_process=True)
-        holder = _start([sys.executable, "-m", "dagster", *holding],
-                        home, home / "holder.log")
+        holder = _start([sys.executable, "-m", "dagster", *holding], home, home / "holder.log")
         try:
             _wait_for(lambda: marker.exists() or holder.poll() is not None, "the holder to take the slot")
             if holder.poll() is not None:
@@ -108,8 +115,10 @@ def main() -> None:
         finally:
             os.killpg(holder.pid, signal.SIGKILL)
             holder.wait()
-    print(f"CPU seconds used while waiting {args.seconds:.0f} s for the gpu slot ({args.executor} executor), "
-          f"{args.pairs} interleaved pairs:\n{cpu.report(unit='s CPU')}")
+    print(
+        f"CPU seconds used while waiting {args.seconds:.0f} s for the gpu slot ({args.executor} executor), "
+        f"{args.pairs} interleaved pairs:\n{cpu.report(unit='s CPU')}"
+    )
     assert max(cpu.a) < min(cpu.b), "ohlora's wait did not use less CPU than Dagster's in every pair"
 
 

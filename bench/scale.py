@@ -17,6 +17,7 @@ started. Files go to a temporary folder under --dir (about 14 KB of disk blocks 
 images need ~15 GB and ~3.1 million inodes), deleted at the end. The bench asserts that every stage
 did its work (files written, manifests complete, reruns redid nothing).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,8 +65,14 @@ def measure(name: str, n: int, fn) -> dict:
     t0 = time.perf_counter()
     fn()
     seconds = time.perf_counter() - t0
-    row = {"stage": name, "n": n, "seconds": seconds, "peak_growth": _status("VmHWM") - start_rss,
-           "peak_rss": _status("VmHWM"), "peak_reset": reset}
+    row = {
+        "stage": name,
+        "n": n,
+        "seconds": seconds,
+        "peak_growth": _status("VmHWM") - start_rss,
+        "peak_rss": _status("VmHWM"),
+        "peak_reset": reset,
+    }
     print(json.dumps(row), flush=True)
     return row
 
@@ -89,13 +96,18 @@ def run_child(n: int, work: Path, batch: int) -> None:
     import pandas as pd
 
     from ohlora_core.artifacts import RawImages, SegmentationMaps
-    from ohlora_core.generation import (LatentFile, generate_missing, latent_preview_values, raw_image_digests,
-                                        verified_images, write_latent_codes)
+    from ohlora_core.generation import (
+        LatentFile,
+        generate_missing,
+        latent_preview_values,
+        raw_image_digests,
+        verified_images,
+        write_latent_codes,
+    )
     from ohlora_core.io import atomic_write_csv
     from ohlora_core.scores.common import scores_frame
     from ohlora_core.scores.normalize import normalize_scores
-    from ohlora_core.segmentation.pipeline import (plan_segmentation, remove_outputs_except, verified_maps,
-                                                   write_outputs)
+    from ohlora_core.segmentation.pipeline import plan_segmentation, remove_outputs_except, verified_maps, write_outputs
     from ohlora_core.store import CURRENT, Ledger, RecipeDir, current_dir
 
     latents = work / "latents.npy"
@@ -138,8 +150,7 @@ def run_child(n: int, work: Path, batch: int) -> None:
             records = []
             for no in plan.missing(members):
                 outputs = [(seg.face(no), b"face %d" % no), (seg.parsing(no), b"parsing %d" % no)]
-                records.append({**write_outputs(seg, outputs), "item": no, "input": plan.inputs[no],
-                                "fallback": False})
+                records.append({**write_outputs(seg, outputs), "item": no, "input": plan.inputs[no], "fallback": False})
             plan.record(records)
         summary = plan.summary()
         assert len(summary.written) == n
@@ -165,12 +176,17 @@ def run_child(n: int, work: Path, batch: int) -> None:
         atomic_write_csv(work / "raw_scores.csv", raw_table)
         assert len(pd.read_csv(work / "raw_scores.csv", usecols=["img_no"])) == n
 
-    for name, fn in (("latent_codes (write + preview)", latent_codes), ("raw_images (ledger, manifest)", raw_images),
-                     ("raw_images rerun (all intact)", raw_images_rerun), ("consumers: verify all", verify_all),
-                     ("consumers: 1 image per call", verify_one_each),
-                     ("segmentation (ledger, manifest)", segmentation),
-                     ("segmentation rerun (all intact)", segmentation_rerun), ("consumers: verify maps", verify_maps),
-                     ("score tables (frame, normalise, csv)", score_tables)):
+    for name, fn in (
+        ("latent_codes (write + preview)", latent_codes),
+        ("raw_images (ledger, manifest)", raw_images),
+        ("raw_images rerun (all intact)", raw_images_rerun),
+        ("consumers: verify all", verify_all),
+        ("consumers: 1 image per call", verify_one_each),
+        ("segmentation (ledger, manifest)", segmentation),
+        ("segmentation rerun (all intact)", segmentation_rerun),
+        ("consumers: verify maps", verify_maps),
+        ("score tables (frame, normalise, csv)", score_tables),
+    ):
         measure(name, calls if name == "consumers: 1 image per call" else n, fn)
 
 
@@ -196,9 +212,11 @@ def report(rows: list[dict], sizes: list[int]) -> None:
             cells += f"{1e6 * r['seconds'] / r['n']:>12.1f}{r['peak_growth'] / 2**20:>10.1f}" if r else f"{'-':>22}"
         e, spread = growth(mine)
         print(f"{stage:<40}{cells}{f'n^{e:+.2f}':>10}{spread:>8.2f}x")
-    print("us/img: microseconds per image (per call for '1 image per call'); peak MB: growth of the peak RSS over "
-          "the RSS at the stage's start; per img ~ n^e: how the time per image grows between the smallest and "
-          "largest n (0 = flat, linear total time); max/min: spread of the time per image over the sizes")
+    print(
+        "us/img: microseconds per image (per call for '1 image per call'); peak MB: growth of the peak RSS over "
+        "the RSS at the stage's start; per img ~ n^e: how the time per image grows between the smallest and "
+        "largest n (0 = flat, linear total time); max/min: spread of the time per image over the sizes"
+    )
 
 
 def main() -> None:
@@ -221,16 +239,23 @@ def main() -> None:
     for n in sizes:
         work = Path(tempfile.mkdtemp(prefix=f"ohlora-scale-{n}-", dir=args.dir))
         try:
-            out = subprocess.run([sys.executable, __file__, "--child", str(n), "--work", str(work),
-                                  "--batch", str(args.batch)], check=True, stdout=subprocess.PIPE, text=True).stdout
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", str(n), "--work", str(work), "--batch", str(args.batch)],
+                check=True,
+                stdout=subprocess.PIPE,
+                text=True,
+            ).stdout
         finally:
             shutil.rmtree(work, ignore_errors=True)
         for line in out.splitlines():
             if line.startswith("{"):
                 rows.append({**json.loads(line), "size": n})
                 r = rows[-1]
-                print(f"n={n:>9,}  {r['stage']:<42} {r['seconds']:>9.2f} s  peak +{r['peak_growth'] / 2**20:8.1f} MB "
-                      f"(RSS {r['peak_rss'] / 2**20:.0f} MB)", flush=True)
+                print(
+                    f"n={n:>9,}  {r['stage']:<42} {r['seconds']:>9.2f} s  peak +{r['peak_growth'] / 2**20:8.1f} MB "
+                    f"(RSS {r['peak_rss'] / 2**20:.0f} MB)",
+                    flush=True,
+                )
     report(rows, sizes)
 
 

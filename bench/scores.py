@@ -12,6 +12,7 @@ every timed call of each side must give values identical to the other's (NaN whe
 gives None/NaN/crash, flags checked too): both did the same work. The scores are numpy code;
 --device is accepted for a uniform bench interface and only `cpu` makes sense.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from interleave import interleave  # noqa: E402
+
 from ohlora_core.scores import ScoreFlag, compute_scores_v1, compute_scores_v2  # noqa: E402
 
 S = 224
@@ -61,8 +63,7 @@ def synthetic_face(rng: np.random.Generator, eye_scale: float = 1.0) -> np.ndarr
         rx = eye_scale * rng.uniform(12, 18)
         ry = eye_scale * rng.uniform(2.5, 8)
         p[_ellipse(ey + oy, cx + ox, ry, rx, tilt + rng.uniform(-0.15, 0.15))] = cls
-    p[_ellipse(122, cx + rng.uniform(-3, 3), rng.uniform(14, 20), rng.uniform(5, 9),
-               tilt + rng.uniform(-0.4, 0.4))] = 6
+    p[_ellipse(122, cx + rng.uniform(-3, 3), rng.uniform(14, 20), rng.uniform(5, 9), tilt + rng.uniform(-0.4, 0.4))] = 6
     my = 160 + rng.uniform(-4, 4)
     open_ = rng.uniform(0, 12) if rng.uniform() < 0.6 else 0.0
     p[_ellipse(my - 4 - open_ / 2, cx, 4, 20, tilt)] = 7
@@ -91,29 +92,44 @@ def synthetic_batch(n: int, seed: int = 0, eye_scale: float = 1.0) -> tuple[np.n
 def load_reference(ref_dir: Path):
     for name in ("compute_property_scores.py", "compute_property_scores_v2.py"):
         if not (ref_dir / name).is_file():
-            sys.exit(f"reference code missing: {ref_dir / name} (copy it from WannaBeSuperteur/AI_Projects, "
-                     f"2025_04_08_OhLoRA/stylegan_and_segmentation/, or pass --ref-dir)")
+            sys.exit(
+                f"reference code missing: {ref_dir / name} (copy it from WannaBeSuperteur/AI_Projects, "
+                f"2025_04_08_OhLoRA/stylegan_and_segmentation/, or pass --ref-dir)"
+            )
     sys.path.insert(0, str(ref_dir))
     return importlib.import_module("compute_property_scores"), importlib.import_module("compute_property_scores_v2")
 
 
 def reference_v1(mod, parsing: np.ndarray, image: np.ndarray) -> list:
     """One image through the original v1 functions; crash / None -> NaN."""
+
     def call(f, *a):
         try:
             v = f(*a)
         except Exception:  # the original crashes (hair_color without hair)
             return np.nan
         return np.nan if v is None else v
-    return [call(mod.compute_eyes_score, parsing), call(mod.compute_hair_color_score, parsing, image),
-            call(mod.compute_hair_length_score, parsing), call(mod.compute_mouth_score, parsing),
-            call(mod.compute_pose_score, parsing), *mod.compute_background_mean_and_std(parsing, image)]
+
+    return [
+        call(mod.compute_eyes_score, parsing),
+        call(mod.compute_hair_color_score, parsing, image),
+        call(mod.compute_hair_length_score, parsing),
+        call(mod.compute_mouth_score, parsing),
+        call(mod.compute_pose_score, parsing),
+        *mod.compute_background_mean_and_std(parsing, image),
+    ]
 
 
 def reference_v2(mod, mod1, parsing: np.ndarray, image: np.ndarray) -> list:
     eyes, pose = mod.compute_eyes_and_pose_score_v2(parsing)
-    return [eyes, mod.compute_hair_color_score_v2(parsing, image), mod.compute_hair_length_score_v2(parsing),
-            mod.compute_mouth_score_v2(parsing), pose, *mod1.compute_background_mean_and_std(parsing, image)]
+    return [
+        eyes,
+        mod.compute_hair_color_score_v2(parsing, image),
+        mod.compute_hair_length_score_v2(parsing),
+        mod.compute_mouth_score_v2(parsing),
+        pose,
+        *mod1.compute_background_mean_and_std(parsing, image),
+    ]
 
 
 def assert_same(ours, ref: np.ndarray, label: str) -> None:
@@ -121,8 +137,10 @@ def assert_same(ours, ref: np.ndarray, label: str) -> None:
     same = (ours.values == ref) | (np.isnan(ours.values) & np.isnan(ref))
     if not same.all():
         bad = np.argwhere(~same)[:5]
-        raise AssertionError(f"{label}: values differ at (image, score) {bad.tolist()}: "
-                             f"ours {ours.values[tuple(bad.T)]} ref {ref[tuple(bad.T)]}")
+        raise AssertionError(
+            f"{label}: values differ at (image, score) {bad.tolist()}: "
+            f"ours {ours.values[tuple(bad.T)]} ref {ref[tuple(bad.T)]}"
+        )
     if not ((ours.flags != ScoreFlag.OK) == np.isnan(ref)).all():
         raise AssertionError(f"{label}: flags do not mark exactly the NaN/inf/crash cells")
 
@@ -143,18 +161,33 @@ def main() -> None:
 
     maps, images = synthetic_batch(args.n, args.seed, args.eye_scale)
     eye_px = np.concatenate([(maps[:, 56:168, :168] == 4).sum((1, 2)), (maps[:, 56:168, 56:] == 5).sum((1, 2))])
-    print(f"{args.n} synthetic maps, eye pixels per eye: median {int(np.median(eye_px))}, "
-          f"max {int(eye_px.max())}; machine: {__import__('os').cpu_count()} CPU cores")
+    print(
+        f"{args.n} synthetic maps, eye pixels per eye: median {int(np.median(eye_px))}, "
+        f"max {int(eye_px.max())}; machine: {__import__('os').cpu_count()} CPU cores"
+    )
 
     rows = []
     for label, ours_fn, ref_fn in (
-            ("v1", lambda: compute_scores_v1(maps, images),
-             lambda: np.array([reference_v1(mod1, m, im) for m, im in zip(maps, images)], np.float64)),
-            ("v2", lambda: compute_scores_v2(maps, images),
-             lambda: np.array([reference_v2(mod2, mod1, m, im) for m, im in zip(maps, images)], np.float64))):
+        (
+            "v1",
+            lambda: compute_scores_v1(maps, images),
+            lambda: np.array([reference_v1(mod1, m, im) for m, im in zip(maps, images)], np.float64),
+        ),
+        (
+            "v2",
+            lambda: compute_scores_v2(maps, images),
+            lambda: np.array([reference_v2(mod2, mod1, m, im) for m, im in zip(maps, images)], np.float64),
+        ),
+    ):
         results: dict[str, list] = {"ours": [], "ref": []}
-        timing = interleave(lambda: results["ours"].append(ours_fn()), lambda: results["ref"].append(ref_fn()),
-                            args.pairs, warmup=1, a_name=f"ours {label}", b_name=f"original {label}")
+        timing = interleave(
+            lambda: results["ours"].append(ours_fn()),
+            lambda: results["ref"].append(ref_fn()),
+            args.pairs,
+            warmup=1,
+            a_name=f"ours {label}",
+            b_name=f"original {label}",
+        )
         for ours, ref in zip(results["ours"], results["ref"]):  # every call of both sides: the same values
             assert_same(ours, ref, label)
         print(timing.report())
@@ -164,8 +197,10 @@ def main() -> None:
     print(f"{'algorithm':<10}{'ours (s)':>22}{'original (s)':>22}{'speed-up':>10}{'per pair':>14}{'identical':>11}")
     for label, t in rows:
         pr = t.pair_ratios
-        print(f"{label:<10}{_spread(t.a):>22}{_spread(t.b):>22}{t.ratio:>9.0f}x{min(pr):>7.0f}..{max(pr):<6.0f}"
-              f"{'yes':>11}")
+        print(
+            f"{label:<10}{_spread(t.a):>22}{_spread(t.b):>22}{t.ratio:>9.0f}x{min(pr):>7.0f}..{max(pr):<6.0f}"
+            f"{'yes':>11}"
+        )
 
 
 def _spread(xs: list[float]) -> str:

@@ -28,6 +28,7 @@ reference = --ref-n images one by one; figures are per image (median, min..max, 
 Every timed call must have written its files (ours: --n images parsed, 3 PNGs each; reference:
 3 PNGs per image): both sides did the work they are credited with.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from interleave import interleave  # noqa: E402
+
 from ohlora_core.artifacts import SegmentationMaps  # noqa: E402
 from ohlora_core.segmentation.face_crop import make_mtcnn  # noqa: E402
 from ohlora_core.segmentation.facexformer import load_facexformer, smoke_facexformer  # noqa: E402
@@ -75,8 +77,10 @@ def load_reference(ref_dir: Path, imagenet_standin: Path | None):
     `imagenet_standin`: a swin_b state_dict file loaded the way torchvision loads cached
     ImageNet weights (None: plain `weights=None`)."""
     if not (ref_dir / "network" / "models" / "facexformer.py").is_file() or not (ref_dir / "inference.py").is_file():
-        raise SystemExit(f"official FaceXFormer checkout not found in {ref_dir} (need network/models/facexformer.py "
-                         f"and inference.py; get it with: git archive of github.com/Kartik-3004/facexformer)")
+        raise SystemExit(
+            f"official FaceXFormer checkout not found in {ref_dir} (need network/models/facexformer.py "
+            f"and inference.py; get it with: git archive of github.com/Kartik-3004/facexformer)"
+        )
     import torchvision
 
     sys.path.insert(0, str(ref_dir))
@@ -103,11 +107,13 @@ def reference_one(official_cls, inf, ckpt: Path, image_path: Path, no: int, out:
     checkpoint = torch.load(ckpt, map_location=device)
     model.load_state_dict(checkpoint["state_dict_backbone"])
     model.eval()
-    transforms_image = torchvision.transforms.Compose([
-        torchvision.transforms.Resize(size=(224, 224), interpolation=InterpolationMode.BICUBIC),
-        torchvision.transforms.ToTensor(),
-        torchvision.transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
-    ])
+    transforms_image = torchvision.transforms.Compose(
+        [
+            torchvision.transforms.Resize(size=(224, 224), interpolation=InterpolationMode.BICUBIC),
+            torchvision.transforms.ToTensor(),
+            torchvision.transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
+        ]
+    )
     mtcnn = MTCNN(keep_all=True)
     image = Image.open(image_path)
     width, height = image.size
@@ -143,8 +149,11 @@ def main() -> None:
     ap.add_argument("--ref-dir", type=Path, default=ROOT / ".ref" / "facexformer")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--pairs", type=int, default=3, help="timed pairs (ours, reference)")
-    ap.add_argument("--no-imagenet-load", action="store_true",
-                    help="reference skips the per-image ImageNet swin_b weight load (lower bound)")
+    ap.add_argument(
+        "--no-imagenet-load",
+        action="store_true",
+        help="reference skips the per-image ImageNet swin_b weight load (lower bound)",
+    )
     args = ap.parse_args()
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # the reference imwrites int64 maps
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -175,8 +184,16 @@ def main() -> None:
             loads.append(time.perf_counter() - t0)
             ours = outputs["ours"] = SegmentationMaps(tmp / f"ours{calls['ours']}")  # fresh: nothing to skip
             calls["ours"] += 1
-            summary = segment_images(paths[:args.n], numbers[:args.n], ours, model, mtcnn, args.device,
-                                     batch_size=args.batch_size, visualizations=True)
+            summary = segment_images(
+                paths[: args.n],
+                numbers[: args.n],
+                ours,
+                model,
+                mtcnn,
+                args.device,
+                batch_size=args.batch_size,
+                visualizations=True,
+            )
             assert len(summary.written) + len(summary.no_face) == args.n and summary.skipped == []
             assert len(list(ours.results_dir.glob("*.png"))) == 3 * len(summary.written)
             outputs["summary"] = summary
@@ -185,40 +202,55 @@ def main() -> None:
             out = tmp / f"ref{calls['ref']}"
             calls["ref"] += 1
             out.mkdir()
-            for p, no in zip(paths[:args.ref_n], numbers[:args.ref_n]):
+            for p, no in zip(paths[: args.ref_n], numbers[: args.ref_n]):
                 reference_one(official_cls, inf, ckpt, p, no, out, args.device)
             assert len(list(out.glob("*.png"))) == 3 * args.ref_n
             outputs["ref"] = out
 
         # the untimed warm-up pair also warms the CUDA context, allocator and cuDNN autotune
-        timing = interleave(run_ours, run_ref, args.pairs, warmup=1, a_name="ours", b_name="reference",
-                            sync=lambda: sync(args.device))
+        timing = interleave(
+            run_ours, run_ref, args.pairs, warmup=1, a_name="ours", b_name="reference", sync=lambda: sync(args.device)
+        )
         ours, summary, ref_out = outputs["ours"], outputs["summary"], outputs["ref"]
-        both = [no for no in numbers[:min(args.n, args.ref_n)] if no in summary.written]
-        same_face = sum(np.array_equal(cv2.imread(str(ours.face(no))),
-                                       cv2.imread(str(ref_out / f"face_{no:06d}.png"))) for no in both)
-        agree = np.mean([np.mean(read_label_map(ours.parsing(no))
-                                 == read_label_map(ref_out / f"parsing_{no:06d}.png")) for no in both])
+        both = [no for no in numbers[: min(args.n, args.ref_n)] if no in summary.written]
+        same_face = sum(
+            np.array_equal(cv2.imread(str(ours.face(no))), cv2.imread(str(ref_out / f"face_{no:06d}.png")))
+            for no in both
+        )
+        agree = np.mean(
+            [
+                np.mean(read_label_map(ours.parsing(no)) == read_label_map(ref_out / f"parsing_{no:06d}.png"))
+                for no in both
+            ]
+        )
 
     dev = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU ({torch.get_num_threads()} threads)"
     ours_pi = [t / args.n for t in timing.a]
     ref_pi = [t / args.ref_n for t in timing.b]
     pair = [r / o for o, r in zip(ours_pi, ref_pi)]
     med_o, med_r = float(np.median(ours_pi)), float(np.median(ref_pi))
-    print(f"segmentation bench on {dev}; smoke FaceXFormer weights; 256x256 images; "
-          f"1 warm-up pair + {args.pairs} interleaved pairs")
+    print(
+        f"segmentation bench on {dev}; smoke FaceXFormer weights; 256x256 images; "
+        f"1 warm-up pair + {args.pairs} interleaved pairs"
+    )
     print(f"{'flow':<46}{'images':>7}{'s/image median (min..max)':>30}")
-    print(f"{'ours (load once, batch %d)' % args.batch_size:<46}{args.n:>7}{_spread(ours_pi):>30}")
-    print(f"{'  of which model + MTCNN load (s per call)':<46}{'':>7}{_spread(loads[-args.pairs:]):>30}")
+    print(f"{f'ours (load once, batch {args.batch_size})':<46}{args.n:>7}{_spread(ours_pi):>30}")
+    print(f"{'  of which model + MTCNN load (s per call)':<46}{'':>7}{_spread(loads[-args.pairs :]):>30}")
     ref_label = "reference (rebuild + reload per image, bs 1)" + ("" if args.no_imagenet_load else " *")
     print(f"{ref_label:<46}{args.ref_n:>7}{_spread(ref_pi):>30}")
-    print(f"speed-up per image (reference / ours): {med_r / med_o:.1f}x (per pair {min(pair):.1f}..{max(pair):.1f}x); "
-          f"projected 4,703 images: ours {4703 * med_o / 60:.1f} min, reference {4703 * med_r / 60:.1f} min")
+    print(
+        f"speed-up per image (reference / ours): {med_r / med_o:.1f}x (per pair {min(pair):.1f}..{max(pair):.1f}x); "
+        f"projected 4,703 images: ours {4703 * med_o / 60:.1f} min, reference {4703 * med_r / 60:.1f} min"
+    )
     if not args.no_imagenet_load:
-        print("* includes the per-image load of (stand-in) ImageNet swin_b weights, as the original's "
-              "swin_b(weights='IMAGENET1K_V1') did from torch's cache")
-    print(f"outputs on the {len(both)} shared images: identical face PNGs {same_face}/{len(both)}, "
-          f"label-map pixel agreement {100 * agree:.3f}% (random weights have near-tied logits)")
+        print(
+            "* includes the per-image load of (stand-in) ImageNet swin_b weights, as the original's "
+            "swin_b(weights='IMAGENET1K_V1') did from torch's cache"
+        )
+    print(
+        f"outputs on the {len(both)} shared images: identical face PNGs {same_face}/{len(both)}, "
+        f"label-map pixel agreement {100 * agree:.3f}% (random weights have near-tied logits)"
+    )
     # Batched MTCNN boxes differ from one-image calls by ~1e-5 px, which can move an int() crop edge on a
     # rare image; random-weight logits are near-tied on ~0.2 % of pixels. Anything beyond that is a bug.
     assert both and same_face >= 0.95 * len(both) and agree > 0.99, (same_face, len(both), agree)

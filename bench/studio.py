@@ -12,6 +12,7 @@ one step further (as a moving slider): the image alone (what the page asks for w
 measurement of that image (what it asks for once the controls rest) and both in one request. Median and min..max
 are printed; the device and torch's thread count with them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,8 +58,10 @@ def make_storage(root: Path) -> Path:
 
 
 def spread(seconds: list[float]) -> str:
-    return (f"median {statistics.median(seconds):.3f} s (min {min(seconds):.3f} .. max {max(seconds):.3f}, "
-            f"n={len(seconds)})")
+    return (
+        f"median {statistics.median(seconds):.3f} s (min {min(seconds):.3f} .. max {max(seconds):.3f}, "
+        f"n={len(seconds)})"
+    )
 
 
 def timed(fn, reps: int) -> list[float]:
@@ -82,8 +85,10 @@ def bench(where: StorageLayout, method: str, device: str, reps: int) -> None:
         values = {"eyes": round(-1.8 + 0.1 * (k % 37), 1), "mouth": 1.6, "pose": -1.2}
         return parse_spec({"methods": [method], "values": values, "z": {"kind": "seed"}, "seed": 0}, "bench")
 
-    print(f"studio update, method {method} ({where.mode} storage {where.root}), device {device}, "
-          f"torch threads {torch.get_num_threads()}")
+    print(
+        f"studio update, method {method} ({where.mode} storage {where.root}), device {device}, "
+        f"torch threads {torch.get_num_threads()}"
+    )
     first = timed(lambda k: studio.render(spec(0)), 1)
     print(f"first render (loads the models, measures): {first[0]:.3f} s")
     # a new slider value per step (an image kept from an earlier call would cost no forward), measured right after

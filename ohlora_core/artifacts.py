@@ -6,6 +6,7 @@ both build paths through the same methods. Nothing else in the project spells th
 Tables store paths relative to the storage root (`relative_to_root`), so a moved storage root
 still reads.
 """
+
 from __future__ import annotations
 
 import os
@@ -334,7 +335,25 @@ GAN_FINETUNES = {"v1": StyleganFinetuneV1, "v4": StyleganFinetuneV4}
 FINETUNES = {"v1": StyleganFinetuneV1, "v2": StyleganFinetuneV2, "v3": StyleganFinetuneV3, "v4": StyleganFinetuneV4}
 
 # Every asset's files class, by asset name (the IO manager hands an asset its inputs through this).
-ASSET_FILES: dict[str, type[AssetFiles]] = {cls.NAME: cls for cls in (
-    LatentCodes, RawImages, HandLabels, GenderQualityModels, GenderQualityScores, FilteredImages, SegmentationMaps,
-    PropertyScoresV1, PropertyScoresV2, PropertyScoreCnn, PropertyScoresV2Cnn, PropertyScoresV2VsCnn, *FINETUNES.values(),
-    FinalSamples, LatentW, LatentDirections, ControllabilityReport)}
+ASSET_FILES: dict[str, type[AssetFiles]] = {
+    cls.NAME: cls
+    for cls in (
+        LatentCodes,
+        RawImages,
+        HandLabels,
+        GenderQualityModels,
+        GenderQualityScores,
+        FilteredImages,
+        SegmentationMaps,
+        PropertyScoresV1,
+        PropertyScoresV2,
+        PropertyScoreCnn,
+        PropertyScoresV2Cnn,
+        PropertyScoresV2VsCnn,
+        *FINETUNES.values(),
+        FinalSamples,
+        LatentW,
+        LatentDirections,
+        ControllabilityReport,
+    )
+}

@@ -6,6 +6,7 @@ they bound real runs from above): a 256x256 JPEG q95 is 21-31 KB, a filtered ima
 train or score on images decode them all into memory as uint8 (196,608 bytes each). Budgets assume every image
 passes the filter (the original kept 47 %), i.e. they err on the side of refusing.
 """
+
 from __future__ import annotations
 
 import os
@@ -13,25 +14,36 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-KB, MB, GB = 1024, 1024 ** 2, 1024 ** 3
+KB, MB, GB = 1024, 1024**2, 1024**3
 IMAGE_BYTES = 3 * 256 * 256  # one decoded uint8 image
 DISK_PER_IMAGE = {  # bytes written per image of the run
-    "latent_codes": 2048, "latent_w": 2048,
+    "latent_codes": 2048,
+    "latent_w": 2048,
     "raw_images": 32 * KB + 300,
     "segmentation_maps": 230 * KB + 300,
-    "gender_quality_scores": 200, "filtered_images": 100, "property_scores_v1": 300, "property_scores_v2": 300,
-    "property_scores_v2_cnn": 200, "property_scores_v2_vs_cnn": 300,
+    "gender_quality_scores": 200,
+    "filtered_images": 100,
+    "property_scores_v1": 300,
+    "property_scores_v2": 300,
+    "property_scores_v2_cnn": 200,
+    "property_scores_v2_vs_cnn": 300,
 }
 # stages that hold decoded images: {asset: share of the run's images it decodes at once}
-DECODES = {"gender_quality_models": "labelled", "gender_quality_scores": "unlabelled", "property_score_cnn": "all",
-           "property_scores_v2_cnn": "all", "stylegan_finetune_v1": "all", "stylegan_finetune_v3": "all",
-           "stylegan_finetune_v4": "all"}
+DECODES = {
+    "gender_quality_models": "labelled",
+    "gender_quality_scores": "unlabelled",
+    "property_score_cnn": "all",
+    "property_scores_v2_cnn": "all",
+    "stylegan_finetune_v1": "all",
+    "stylegan_finetune_v3": "all",
+    "stylegan_finetune_v4": "all",
+}
 HEADROOM = 1.1  # keep 10 % free
 
 
 @dataclass
 class Estimate:
-    disk: dict[str, int] = field(default_factory=dict)    # bytes per asset
+    disk: dict[str, int] = field(default_factory=dict)  # bytes per asset
     memory: dict[str, int] = field(default_factory=dict)  # peak bytes per asset
 
     @property
@@ -89,11 +101,15 @@ def problems(assets: set[str], n_images: int, n_labelled: int, root: str | os.Pa
     disk = free_disk(root)
     if est.disk_total * HEADROOM > disk:
         parts = ", ".join(f"{a} {human(b)}" for a, b in sorted(est.disk.items(), key=lambda kv: -kv[1]))
-        out.append(f"n_images={n_images:,} needs about {human(est.disk_total)} of disk ({parts}); {root} has "
-                   f"{human(disk)} free")
+        out.append(
+            f"n_images={n_images:,} needs about {human(est.disk_total)} of disk ({parts}); {root} has "
+            f"{human(disk)} free"
+        )
     asset, peak = est.memory_peak
     memory = available_memory()
     if memory is not None and peak * HEADROOM > memory:
-        out.append(f"n_images={n_images:,} needs about {human(peak)} of memory ({asset} decodes its images at once); "
-                   f"this machine has {human(memory)} available")
+        out.append(
+            f"n_images={n_images:,} needs about {human(peak)} of memory ({asset} decodes its images at once); "
+            f"this machine has {human(memory)} available"
+        )
     return out

@@ -9,6 +9,7 @@ pose (`finetune.protocol`), scored by the property-score CNN in eval mode. Repor
   |corr(intended p, measured q)| — how much asking for p moves q (0 = not at all);
 * seconds per image (generation + scoring).
 """
+
 from __future__ import annotations
 
 import time
@@ -31,8 +32,8 @@ Method = Callable[[torch.Tensor, np.ndarray], torch.Tensor]
 @dataclass
 class MethodReport:
     name: str
-    intended: np.ndarray   # [Z, 50, 3] (eyes, mouth, pose)
-    measured: np.ndarray   # [Z, 50, 7] CNN outputs
+    intended: np.ndarray  # [Z, 50, 3] (eyes, mouth, pose)
+    measured: np.ndarray  # [Z, 50, 7] CNN outputs
     per_z: list[protocol.ZResult]
     seconds_per_image: float
 
@@ -50,9 +51,13 @@ class MethodReport:
         """{requested p: {other output q: mean_z |corr(intended p, measured q)|}}."""
         out = {}
         for k, p in enumerate(protocol.PROPERTIES):
-            out[p] = {q: _mean_defined([abs(pearson(self.intended[z, :, k], self.measured[z, :, j]))
-                                        for z in range(len(self.per_z))])
-                      for j, q in enumerate(SCORE_NAMES) if q != p}
+            out[p] = {
+                q: _mean_defined(
+                    [abs(pearson(self.intended[z, :, k], self.measured[z, :, j])) for z in range(len(self.per_z))]
+                )
+                for j, q in enumerate(SCORE_NAMES)
+                if q != p
+            }
         return out
 
 
@@ -76,8 +81,16 @@ def report_latents(n_z: int, seed: int) -> torch.Tensor:
     return torch.randn(n_z, 512, generator=gen)
 
 
-def evaluate(name: str, method: Method, property_cnn, zs: torch.Tensor, device, batch_size: int = 10,
-             stride: int = 1, log: Callable[[str], None] | None = None) -> MethodReport:
+def evaluate(
+    name: str,
+    method: Method,
+    property_cnn,
+    zs: torch.Tensor,
+    device,
+    batch_size: int = 10,
+    stride: int = 1,
+    log: Callable[[str], None] | None = None,
+) -> MethodReport:
     """Run the test of every z through `method` and the CNN (eval mode). `stride` > 1 takes every
     stride-th combination only (smoke runs; the pass rule then speaks of that subset). Progress goes to
     `log` after every batch of `batch_size` images (a full-size generator takes about a second per image
@@ -86,8 +99,9 @@ def evaluate(name: str, method: Method, property_cnn, zs: torch.Tensor, device, 
     property_cnn = property_cnn.to(device).eval()
     if log:
         subset = f" (every {stride}th of {len(protocol.label_combinations())})" if stride > 1 else ""
-        log(f"controllability {name}: {len(zs)} z x {len(combos)} combinations{subset} = "
-            f"{len(zs) * len(combos)} images")
+        log(
+            f"controllability {name}: {len(zs)} z x {len(combos)} combinations{subset} = {len(zs) * len(combos)} images"
+        )
     progress = Progress(len(zs) * len(combos), log, f"controllability {name}", unit="images")
     measured, per_z = [], []
     start = time.perf_counter()
@@ -100,12 +114,13 @@ def evaluate(name: str, method: Method, property_cnn, zs: torch.Tensor, device, 
     return MethodReport(name, np.repeat(combos[None], len(zs), axis=0), np.stack(measured), per_z, seconds)
 
 
-def _measure(method: Method, property_cnn, z: torch.Tensor, combos: np.ndarray, device, batch_size: int,
-             progress: Progress) -> np.ndarray:
+def _measure(
+    method: Method, property_cnn, z: torch.Tensor, combos: np.ndarray, device, batch_size: int, progress: Progress
+) -> np.ndarray:
     """The CNN's outputs for one z under every combination: [len(combos), 7]."""
     outs = []
     for i in range(0, len(combos), batch_size):
-        rows = combos[i:i + batch_size]
+        rows = combos[i : i + batch_size]
         images = method(z.expand(len(rows), -1).to(device), rows)
         outs.append(property_cnn(images).float().cpu().numpy())
         progress.tick(len(rows))
@@ -121,8 +136,9 @@ def finetuned_method(G, label_names: tuple[str, ...]) -> Method:
         labels = np.zeros((len(intended), len(label_names)), np.float32)
         for k, p in enumerate(protocol.PROPERTIES):
             labels[:, index[p]] = intended[:, k]
-        return G(z, torch.from_numpy(labels).to(z.device), trunc_psi=1.0, trunc_layers=0,
-                 randomize_noise=False)["image"]
+        return G(z, torch.from_numpy(labels).to(z.device), trunc_psi=1.0, trunc_layers=0, randomize_noise=False)[
+            "image"
+        ]
 
     return run
 
@@ -133,8 +149,12 @@ def directions_method(G, directions, conditional: bool = True) -> Method:
 
     def run(z: torch.Tensor, intended: np.ndarray) -> torch.Tensor:
         w = G.mapping(z)["w"].double().cpu().numpy()
-        moved = np.concatenate([directions.move(w[i:i + 1], dict(zip(protocol.PROPERTIES, intended[i])), conditional)
-                                for i in range(len(w))])
+        moved = np.concatenate(
+            [
+                directions.move(w[i : i + 1], dict(zip(protocol.PROPERTIES, intended[i])), conditional)
+                for i in range(len(w))
+            ]
+        )
         return synthesize_w(G, torch.from_numpy(moved.astype(np.float32)).to(z.device))
 
     return run

@@ -1,4 +1,5 @@
 """Devices: checking that one exists here, and running batched work on a GPU that may run out of memory."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -11,11 +12,13 @@ def is_out_of_memory(exc: BaseException) -> bool:
     import torch
 
     return isinstance(exc, torch.cuda.OutOfMemoryError) or (
-        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    )
 
 
-def halving_batches(run: Callable[[int], T], batch_size: int,
-                    log: Callable[[str], None] | None = None) -> tuple[T, int, list[int]]:
+def halving_batches(
+    run: Callable[[int], T], batch_size: int, log: Callable[[str], None] | None = None
+) -> tuple[T, int, list[int]]:
     """`run(batch_size)`; when it runs out of GPU memory, free the cache and run it again at half the
     batch (down to 1). Returns (result, the batch size that worked, the sizes that failed).
 
@@ -55,11 +58,15 @@ def check_device(device: str, setting: str = "device") -> None:
         raise DeviceError(f"{setting}={device!r} is not a torch device ({exc}); use auto, cpu, cuda or cuda:N") from exc
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise DeviceError(f"{setting}={device!r}, but CUDA is not available on this machine "
-                              f"(torch {torch.__version__}); use cpu or auto")
+            raise DeviceError(
+                f"{setting}={device!r}, but CUDA is not available on this machine "
+                f"(torch {torch.__version__}); use cpu or auto"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise DeviceError(f"{setting}={device!r}, but this machine has {torch.cuda.device_count()} "
-                              f"CUDA device(s); use cuda:0..cuda:{torch.cuda.device_count() - 1}")
+            raise DeviceError(
+                f"{setting}={device!r}, but this machine has {torch.cuda.device_count()} "
+                f"CUDA device(s); use cuda:0..cuda:{torch.cuda.device_count() - 1}"
+            )
     elif dev.type != "cpu" and not getattr(torch.backends, dev.type, None):
         raise DeviceError(f"{setting}={device!r} is not supported here; use auto, cpu or cuda")
 

@@ -16,6 +16,7 @@ that puts every requested property's linear prediction at its value and leaves t
 properties' predictions unchanged — the requested normals with the others' components projected
 out, solved for all requested properties at once (exact for the linear predictors).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -62,10 +63,12 @@ class Directions:
             raise ValueError(f"no direction for {unknown}; fitted: {list(self.names)}")
         keep = [p for p in self.names if p not in names] if conditional else []
         rows = [self.names.index(p) for p in names + keep]
-        effect = self.normals[rows] * self.scale[rows, None]                            # [K, W]: d prediction / d w
+        effect = self.normals[rows] * self.scale[rows, None]  # [K, W]: d prediction / d w
         want = np.zeros((len(w), len(rows)))
-        want[:, :len(names)] = np.array([targets[p] for p in names], np.float64)[None] - self.predict(w)[:, rows[:len(names)]]
-        step, *_ = np.linalg.lstsq(effect, want.T, rcond=None)                           # least-norm: [W, N]
+        want[:, : len(names)] = (
+            np.array([targets[p] for p in names], np.float64)[None] - self.predict(w)[:, rows[: len(names)]]
+        )
+        step, *_ = np.linalg.lstsq(effect, want.T, rcond=None)  # least-norm: [W, N]
         return w + step.T
 
 
@@ -80,8 +83,15 @@ def _calibrate(proj: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(slope), float(icpt)
 
 
-def fit_directions(w: np.ndarray, scores: np.ndarray, names: Sequence[str] = SCORE_NAMES, method: str = "svm",
-                   quantile: float = 0.25, ridge_alpha: float = 1.0, seed: int = 0) -> Directions:
+def fit_directions(
+    w: np.ndarray,
+    scores: np.ndarray,
+    names: Sequence[str] = SCORE_NAMES,
+    method: str = "svm",
+    quantile: float = 0.25,
+    ridge_alpha: float = 1.0,
+    seed: int = 0,
+) -> Directions:
     """Fit one direction per score column. w [N, W], scores [N, P] (NaN rows of a column are left out
     for that column)."""
     from sklearn.linear_model import Ridge
@@ -107,7 +117,9 @@ def fit_directions(w: np.ndarray, scores: np.ndarray, names: Sequence[str] = SCO
             svm.fit(x[pick], (y[pick] >= hi).astype(int))
             n = svm.coef_[0]
             held = test[(y[test] <= lo) | (y[test] >= hi)]
-            row["heldout_accuracy"] = float(svm.score(x[held], (y[held] >= hi).astype(int))) if len(held) else float("nan")
+            row["heldout_accuracy"] = (
+                float(svm.score(x[held], (y[held] >= hi).astype(int))) if len(held) else float("nan")
+            )
         else:
             n = Ridge(alpha=ridge_alpha).fit(x[train], y[train]).coef_
         norm = np.linalg.norm(n)
@@ -130,12 +142,14 @@ def save_directions(path, d: Directions) -> None:
     from ohlora_core.io import atomic_write_bytes
 
     buf = io.BytesIO()
-    np.savez(buf, names=np.array(d.names), normals=d.normals, scale=d.scale, intercept=d.intercept,
-             method=np.array(d.method))
+    np.savez(
+        buf, names=np.array(d.names), normals=d.normals, scale=d.scale, intercept=d.intercept, method=np.array(d.method)
+    )
     atomic_write_bytes(path, buf.getvalue())
 
 
 def load_directions(path) -> Directions:
     data = np.load(path, allow_pickle=False)
-    return Directions(tuple(str(n) for n in data["names"]), data["normals"], data["scale"], data["intercept"],
-                      str(data["method"]), [])
+    return Directions(
+        tuple(str(n) for n in data["names"]), data["normals"], data["scale"], data["intercept"], str(data["method"]), []
+    )

@@ -1,5 +1,6 @@
 """The original's early stopping, one home for every training loop (CNNs, fine-tune v2 and v3): keep the
 state of the lowest loss (strict `<`), stop once `patience` epochs have passed without a lower one."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -14,6 +14,7 @@ Files are written atomically and named by index (`000123.jpg`), so a killed run
 leaves no partial image. `generate_missing` keeps a ledger of finished batches (input z and
 output sha256), so a rerun redoes exactly what is missing, damaged or made from other z.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -75,7 +76,7 @@ def write_latent_codes(path: str | os.PathLike, seed: int, n: int, chunk: int = 
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.lib.format.write_array_header_1_0(f, header)  # the header np.save writes for this shape
         for lo in range(0, n, chunk):
-            rows = buf[:min(chunk, n - lo)]
+            rows = buf[: min(chunk, n - lo)]
             for k in range(len(rows)):
                 _fill_latent(seed, lo + k, rows[k])
             f.write(memoryview(rows).cast("B"))
@@ -150,7 +151,7 @@ def latent_preview_values(path: str | os.PathLike, max_rows: int = 4096, chunk: 
     sample = z[rows]
     total = total_sq = 0.0
     for lo in range(0, n, chunk):
-        block = z[lo:lo + chunk].astype(np.float64)
+        block = z[lo : lo + chunk].astype(np.float64)
         total += float(block.sum())
         total_sq += float(np.square(block).sum())
     count = n * z.shape[1]
@@ -198,8 +199,11 @@ def batch_input_digests(latents: np.ndarray, indices: Iterable[int], batch_size:
     `store.BatchDigests` mapping: one digest per batch, not one entry per image."""
     from ohlora_core.store import BatchDigests
 
-    items = indices if isinstance(indices, range) and indices.step == 1 else \
-        np.unique(np.fromiter((int(i) for i in indices), np.int64))
+    items = (
+        indices
+        if isinstance(indices, range) and indices.step == 1
+        else np.unique(np.fromiter((int(i) for i in indices), np.int64))
+    )
     digests = {}
     for b in np.unique(np.asarray(items, dtype=np.int64) // batch_size).tolist() if len(items) else []:
         lo, hi = batch_bounds(b, batch_size, len(latents))
@@ -291,11 +295,22 @@ def _check_indices(indices: Iterable[int], n_total: int) -> None:
         raise IndexError(f"image indices {bad[:10]} outside the {n_total} latent codes")
 
 
-def generate_missing(generator, latents: np.ndarray, count: int, files, batch_size: int = 16, device: str = "cpu",
-                     tf32: bool = True, io_workers: int | None = None,
-                     log: Callable[[str], None] | None = None, *, inputs: Mapping[int, str] | None = None,
-                     verify: str = "stat", shard_devices: Sequence[str] = (),
-                     recipe: Callable[[str], object] | None = None) -> GenerationResult:
+def generate_missing(
+    generator,
+    latents: np.ndarray,
+    count: int,
+    files,
+    batch_size: int = 16,
+    device: str = "cpu",
+    tf32: bool = True,
+    io_workers: int | None = None,
+    log: Callable[[str], None] | None = None,
+    *,
+    inputs: Mapping[int, str] | None = None,
+    verify: str = "stat",
+    shard_devices: Sequence[str] = (),
+    recipe: Callable[[str], object] | None = None,
+) -> GenerationResult:
     """Bring `files` (an `artifacts.RawImages` folder of one recipe) to images 0..count-1.
 
     An image is reused only if the folder's ledger records it with the same input (the z rows of
@@ -321,19 +336,50 @@ def generate_missing(generator, latents: np.ndarray, count: int, files, batch_si
     records.add_table(done)
 
     def record(shas: dict[int, str]) -> None:
-        for pair in ledger.record({"item": i, "input": inputs[i], "files": {files.image_key(i): sha},
-                                   "stat": {files.image_key(i): stats.pop(i, None)}} for i, sha in shas.items()):
+        for pair in ledger.record(
+            {
+                "item": i,
+                "input": inputs[i],
+                "files": {files.image_key(i): sha},
+                "stat": {files.image_key(i): stats.pop(i, None)},
+            }
+            for i, sha in shas.items()
+        ):
             records.add(*pair)
 
     if log:
-        log(f"raw_images: {len(todo)} of {count} images to generate ({len(done)} intact already), batch {batch_size}, "
-            f"on {device}")
+        log(
+            f"raw_images: {len(todo)} of {count} images to generate ({len(done)} intact already), batch {batch_size}, "
+            f"on {device}"
+        )
     if len(shard_devices) > 1 and len(aligned_batches(todo, batch_size)) > 1:
-        result = generate_sharded(recipe, latents, todo, files.images_dir, batch_size, shard_devices, tf32=tf32,
-                                  io_workers=io_workers, on_batch=record, log=log, stats=stats)
+        result = generate_sharded(
+            recipe,
+            latents,
+            todo,
+            files.images_dir,
+            batch_size,
+            shard_devices,
+            tf32=tf32,
+            io_workers=io_workers,
+            on_batch=record,
+            log=log,
+            stats=stats,
+        )
     else:
-        result = generate_images(generator, latents, todo, files.images_dir, batch_size=batch_size, device=device,
-                                 io_workers=io_workers, tf32=tf32, on_batch=record, log=log, stats=stats)
+        result = generate_images(
+            generator,
+            latents,
+            todo,
+            files.images_dir,
+            batch_size=batch_size,
+            device=device,
+            io_workers=io_workers,
+            tf32=tf32,
+            on_batch=record,
+            log=log,
+            stats=stats,
+        )
     result.skipped = done.items.tolist()
     records = records.build()  # what was intact plus what this call hashed in memory: nothing is read again
     if len(records) != count:
@@ -357,10 +403,20 @@ class _ShardJob:
     io_workers: int
 
 
-def generate_sharded(recipe: Callable[[str], object] | None, latents, indices: Sequence[int], out_dir: str | Path,
-                     batch_size: int, devices: Sequence[str], *, tf32: bool = True, io_workers: int | None = None,
-                     on_batch: Callable[[dict[int, str]], None] | None = None, log: Callable[[str], None] | None = None,
-                     stats: dict[int, tuple[int, int] | None] | None = None) -> GenerationResult:
+def generate_sharded(
+    recipe: Callable[[str], object] | None,
+    latents,
+    indices: Sequence[int],
+    out_dir: str | Path,
+    batch_size: int,
+    devices: Sequence[str],
+    *,
+    tf32: bool = True,
+    io_workers: int | None = None,
+    on_batch: Callable[[dict[int, str]], None] | None = None,
+    log: Callable[[str], None] | None = None,
+    stats: dict[int, tuple[int, int] | None] | None = None,
+) -> GenerationResult:
     """`generate_images` with its aligned batches split over one worker process per device (contiguous shards
     of about equal image counts). `on_batch` and `stats` are served here, in this process, as each worker
     finishes a batch (batches of different shards interleave)."""
@@ -374,11 +430,15 @@ def generate_sharded(recipe: Callable[[str], object] | None, latents, indices: S
     _check_indices(indices, len(latents))
     parts = shards.split(list(aligned_batches(indices, batch_size).values()), len(devices), weight=len)
     io = io_workers or max(1, min(16, os.cpu_count() or 4) // len(parts))
-    jobs = [(device, _ShardJob(recipe, latents, [i for batch in part for i in batch], out_dir, batch_size, tf32, io))
-            for device, part in zip(devices, parts, strict=False)]  # fewer parts than devices: fewer workers
+    jobs = [
+        (device, _ShardJob(recipe, latents, [i for batch in part for i in batch], out_dir, batch_size, tf32, io))
+        for device, part in zip(devices, parts, strict=False)
+    ]  # fewer parts than devices: fewer workers
     if log:
-        log(f"raw_images: {len(indices)} images in {len(jobs)} shards on {', '.join(d for d, _ in jobs)} "
-            f"({', '.join(str(len(job.indices)) for _, job in jobs)} images)")
+        log(
+            f"raw_images: {len(indices)} images in {len(jobs)} shards on {', '.join(d for d, _ in jobs)} "
+            f"({', '.join(str(len(job.indices)) for _, job in jobs)} images)"
+        )
     progress, start = Progress(len(indices), log, "raw_images", unit="images"), time.perf_counter()
 
     def finished(_shard: int, message) -> None:
@@ -390,8 +450,9 @@ def generate_sharded(recipe: Callable[[str], object] | None, latents, indices: S
         progress.tick(len(shas))
 
     seconds = shards.run(_generate_shard, jobs, finished, name="raw_images")
-    return GenerationResult(written=sorted(int(i) for i in indices), seconds=time.perf_counter() - start,
-                            generator_seconds=sum(seconds))
+    return GenerationResult(
+        written=sorted(int(i) for i in indices), seconds=time.perf_counter() - start, generator_seconds=sum(seconds)
+    )
 
 
 def _generate_shard(job: _ShardJob, device: str, emit: Callable) -> float:
@@ -402,9 +463,19 @@ def _generate_shard(job: _ShardJob, device: str, emit: Callable) -> float:
     def on_batch(shas: dict[int, str]) -> None:
         emit((shas, {i: stats.pop(i, None) for i in shas}))
 
-    result = generate_images(job.recipe(device), job.latents, job.indices, job.out_dir, batch_size=job.batch_size,
-                             device=device, io_workers=job.io_workers, tf32=job.tf32, on_batch=on_batch, stats=stats,
-                             clean=False)
+    result = generate_images(
+        job.recipe(device),
+        job.latents,
+        job.indices,
+        job.out_dir,
+        batch_size=job.batch_size,
+        device=device,
+        io_workers=job.io_workers,
+        tf32=job.tf32,
+        on_batch=on_batch,
+        stats=stats,
+        clean=False,
+    )
     return result.generator_seconds
 
 
@@ -429,8 +500,9 @@ def _remove_images_from(files, count: int) -> None:
     with os.scandir(files.images_dir) as entries:  # streamed: Path.glob lists the whole folder first
         for entry in entries:
             stem = entry.name[:-4]
-            if entry.name.endswith(".jpg") and not (stem.isdigit() and image_name(int(stem)) == entry.name
-                                                    and int(stem) < count):
+            if entry.name.endswith(".jpg") and not (
+                stem.isdigit() and image_name(int(stem)) == entry.name and int(stem) < count
+            ):
                 os.unlink(entry.path)
 
 
@@ -470,5 +542,7 @@ def _require_listed(index, keys: list[str]) -> None:
 
     absent = [k for k in keys if k not in index]
     if absent:
-        raise ArtifactChanged(f"{absent[:5]} are not part of raw_images (its manifest lists {len(index)} images); "
-                              f"materialize raw_images with enough images")
+        raise ArtifactChanged(
+            f"{absent[:5]} are not part of raw_images (its manifest lists {len(index)} images); "
+            f"materialize raw_images with enough images"
+        )

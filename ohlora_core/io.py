@@ -5,6 +5,7 @@ renamed over the final name (`os.replace` is atomic on POSIX and Windows), so a
 reader never sees a half-written file and a crashed run leaves only `*.tmp-*`
 leftovers, which `clean_partial_files` removes on the next run.
 """
+
 from __future__ import annotations
 
 import errno
@@ -13,9 +14,9 @@ import io
 import os
 import stat
 import tempfile
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Mapping
 
 TMP_MARKER = ".tmp-"
 # mkstemp creates 0600 files; finished artifacts get the mode a plain open() would give them.
@@ -126,8 +127,9 @@ def load_checkpoint(path: str | os.PathLike) -> Mapping:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle/zip errors carry no file name
-        raise CheckpointError(f"cannot load checkpoint {path} with weights_only=True: "
-                              f"{type(exc).__name__}: {exc}") from exc
+        raise CheckpointError(
+            f"cannot load checkpoint {path} with weights_only=True: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def state_dict_in(checkpoint, source: str, key: str | None = None, what: str = "a state_dict") -> dict:
@@ -165,7 +167,8 @@ def load_state_dict_strict(module, state_dict: Mapping, source: str) -> None:
         lines = [f"{source} does not match {type(module).__name__}'s layout:"]
         for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)):
             if items:
-                lines.append(f"  {title} ({len(items)}): " + ", ".join(items[:20]) + (" ..." if len(items) > 20 else ""))
+                lines.append(
+                    f"  {title} ({len(items)}): " + ", ".join(items[:20]) + (" ..." if len(items) > 20 else "")
+                )
         raise CheckpointError("\n".join(lines))
     module.load_state_dict(state_dict, strict=True)
-

@@ -13,6 +13,7 @@ guard: only the page's own loopback origin may read or change anything, label ch
 small bodies; malformed input is a 400 with a message. In smoke mode the page says that its images are
 noise and that its label file feeds nothing.
 """
+
 from __future__ import annotations
 
 import json
@@ -79,8 +80,13 @@ class LabelStore:
 
     def _write(self) -> None:
         rows = sorted((no, lab) for no, lab in self.labels.items() if lab.complete)
-        table = pd.DataFrame({"img_no": [no for no, _ in rows], "gender": [lab.gender for _, lab in rows],
-                              "quality": [lab.quality for _, lab in rows]})
+        table = pd.DataFrame(
+            {
+                "img_no": [no for no, _ in rows],
+                "gender": [lab.gender for _, lab in rows],
+                "quality": [lab.quality for _, lab in rows],
+            }
+        )
         atomic_write_text(self.path, write_hand_labels_csv(table))
 
 
@@ -125,9 +131,13 @@ def cnn_notes(scores: GenderQualityScores | None, numbers, probs: dict, mode: st
     if not probs:
         return "no CNN suggestions: every image was hand-labelled when gender_quality_scores was materialized", {}
     seen = set(pd.read_csv(scores.table, usecols=["img_no"])["img_no"]) if scores.table.is_file() else set(numbers)
-    notes = {no: "hand-labelled when gender_quality_scores was materialized; the CNNs predict only unlabelled images"
-             if no in seen else "not in gender_quality_scores (materialized for fewer images); rematerialize it"
-             for no in numbers if len(probs.get(no, {})) < 2}
+    notes = {
+        no: "hand-labelled when gender_quality_scores was materialized; the CNNs predict only unlabelled images"
+        if no in seen
+        else "not in gender_quality_scores (materialized for fewer images); rematerialize it"
+        for no in numbers
+        if len(probs.get(no, {})) < 2
+    }
     return None, notes
 
 
@@ -135,12 +145,20 @@ def page_notice(mode: str, csv: Path) -> str | None:
     """The banner of a smoke-mode page: its images are noise and its labels feed nothing."""
     if mode != "smoke":
         return None
-    return (f"smoke mode: random-weight images, not faces; labels go to {csv}, which the smoke pipeline does not "
-            "read — it uses stand-in labels")
+    return (
+        f"smoke mode: random-weight images, not faces; labels go to {csv}, which the smoke pipeline does not "
+        "read — it uses stand-in labels"
+    )
 
 
-def build_app(images: RawImages, store: LabelStore, expected: int, scores: GenderQualityScores | None = None,
-              mode: str = "full", max_body: int = DEFAULT_MAX_BODY):
+def build_app(
+    images: RawImages,
+    store: LabelStore,
+    expected: int,
+    scores: GenderQualityScores | None = None,
+    mode: str = "full",
+    max_body: int = DEFAULT_MAX_BODY,
+):
     """The page, the image of a number, the items and label changes, behind the local-server guard."""
     from starlette.applications import Starlette
     from starlette.requests import Request
@@ -152,21 +170,33 @@ def build_app(images: RawImages, store: LabelStore, expected: int, scores: Gende
     known = set(numbers)
     probs = cnn_probabilities(scores)
     cnn_note, notes = cnn_notes(scores, numbers, probs, mode)
-    about = {"mode": mode, "labels_file": str(store.path), "notice": page_notice(mode, store.path),
-             "cnn": bool(probs), "cnn_note": cnn_note}
+    about = {
+        "mode": mode,
+        "labels_file": str(store.path),
+        "notice": page_notice(mode, store.path),
+        "cnn": bool(probs),
+        "cnn_note": cnn_note,
+    }
 
     def item(no: int) -> dict:
         label = store.labels.get(no, Label())
         p = probs.get(no, {})
-        return {"no": no, "gender": label.gender, "quality": label.quality,
-                "p_gender": p.get("gender"), "p_quality": p.get("quality"), "cnn_note": notes.get(no)}
+        return {
+            "no": no,
+            "gender": label.gender,
+            "quality": label.quality,
+            "p_gender": p.get("gender"),
+            "p_quality": p.get("quality"),
+            "cnn_note": notes.get(no),
+        }
 
     async def page(request: Request) -> Response:
         return HTMLResponse(PAGE.read_text())
 
     async def items(request: Request) -> Response:
-        return JSONResponse({**about, "expected": expected, "labelled": store.labelled,
-                             "items": [item(no) for no in numbers]})
+        return JSONResponse(
+            {**about, "expected": expected, "labelled": store.labelled, "items": [item(no) for no in numbers]}
+        )
 
     async def image(request: Request) -> Response:
         no = request.path_params["no"]  # an int by the route's convertor: never a path
@@ -179,6 +209,13 @@ def build_app(images: RawImages, store: LabelStore, expected: int, scores: Gende
         store.set(body.get("no"), body.get("gender"), body.get("quality"))
         return JSONResponse({"item": item(int(body["no"])), "labelled": store.labelled})
 
-    app = Starlette(routes=[Route("/", page), Route("/api/items", items), Route("/image/{no:int}", image),
-                            Route("/api/label", label, methods=["POST"])], exception_handlers=json_error_handlers())
+    app = Starlette(
+        routes=[
+            Route("/", page),
+            Route("/api/items", items),
+            Route("/image/{no:int}", image),
+            Route("/api/label", label, methods=["POST"]),
+        ],
+        exception_handlers=json_error_handlers(),
+    )
     return guard(app, max_body=max_body)

@@ -8,6 +8,7 @@
 Smoke and full mode never share a file: each has its own artifacts and its own label file, so a
 label typed on a smoke (noise) image can never reach the full pipeline.
 """
+
 from __future__ import annotations
 
 import os

@@ -19,13 +19,15 @@ Request bodies are parsed with `parse_json_object` / `read_json_object`, which r
 a message, see `json_error_handlers`) for non-UTF-8 bytes, malformed JSON, NaN/Infinity, nesting deeper
 than `MAX_JSON_DEPTH` or anything but an object — never a 500 for bad input.
 """
+
 from __future__ import annotations
 
 import errno
 import json
 import re
 import socket
-from typing import Any, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 Scope = Mapping[str, Any]
@@ -39,9 +41,13 @@ BIND_ADDRESSES = {"127.0.0.1": "127.0.0.1", "localhost": "127.0.0.1", "::1": "::
 DEFAULT_MAX_BODY = 64 * 1024
 MAX_JSON_DEPTH = 32
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-SECURITY_HEADERS = ((b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
-                    (b"content-security-policy", b"frame-ancestors 'none'"),
-                    (b"cross-origin-resource-policy", b"same-origin"), (b"referrer-policy", b"no-referrer"))
+SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", b"frame-ancestors 'none'"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+    (b"referrer-policy", b"no-referrer"),
+)
 _HOST = re.compile(r"^(\[[0-9a-f:.]+\]|[^:\[\]/@\s]+)(?::(\d{1,5}))?$", re.IGNORECASE)
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKETS = re.compile(r"[\[\]{}]")
@@ -90,8 +96,9 @@ class LocalGuard:
         """The whole body, read here chunk by chunk and refused once over the cap; the app gets it replayed."""
         length = _content_length(headers)
         if length is not None and length > self.max_body:
-            raise Refused(413, f"request body of {length:,} bytes is over this server's limit of "
-                               f"{self.max_body:,} bytes")
+            raise Refused(
+                413, f"request body of {length:,} bytes is over this server's limit of {self.max_body:,} bytes"
+            )
         chunks, total, more = [], 0, True
         while more:
             message = await receive()
@@ -100,8 +107,11 @@ class LocalGuard:
             chunks.append(message.get("body", b""))
             total += len(chunks[-1])
             if total > self.max_body:
-                raise Refused(413, f"request body is over this server's limit of {self.max_body:,} bytes "
-                                   f"(refused after {total:,} bytes)")
+                raise Refused(
+                    413,
+                    f"request body is over this server's limit of {self.max_body:,} bytes "
+                    f"(refused after {total:,} bytes)",
+                )
             more = message.get("more_body", False)
         return _replay([{"type": "http.request", "body": b"".join(chunks), "more_body": False}], receive)
 
@@ -116,8 +126,11 @@ def check_host(host: str | None, port: int) -> None:
     if host is None:
         raise Refused(421, "a Host header is required")
     if not _is_own(host, port):
-        raise Refused(421, f"Host {host!r} is not this server; it answers only to "
-                           f"{', '.join(f'{name}:{port}' for name in LOOPBACK_NAMES)}")
+        raise Refused(
+            421,
+            f"Host {host!r} is not this server; it answers only to "
+            f"{', '.join(f'{name}:{port}' for name in LOOPBACK_NAMES)}",
+        )
 
 
 def check_origin(origin: str | None, port: int) -> None:
@@ -126,8 +139,11 @@ def check_origin(origin: str | None, port: int) -> None:
         return
     parts = urlsplit(origin)
     if parts.scheme != "http" or parts.path or parts.query or parts.fragment or not _is_own(parts.netloc, port):
-        raise Refused(403, f"Origin {origin!r} is not this server's own page (http://127.0.0.1:{port}); "
-                           "requests from other pages are refused")
+        raise Refused(
+            403,
+            f"Origin {origin!r} is not this server's own page (http://127.0.0.1:{port}); "
+            "requests from other pages are refused",
+        )
 
 
 def check_state_change(method: str, headers: Mapping[str, list[str]]) -> None:
@@ -139,8 +155,9 @@ def check_state_change(method: str, headers: Mapping[str, list[str]]) -> None:
         raise Refused(403, f"a {method} from another site (Sec-Fetch-Site: {site}) is refused")
     media_type = (_one(headers, "content-type") or "").split(";")[0].strip().lower()
     if media_type != "application/json":
-        raise Refused(415, f"a {method} must carry Content-Type: application/json, got "
-                           f"{media_type or 'no Content-Type'}")
+        raise Refused(
+            415, f"a {method} must carry Content-Type: application/json, got {media_type or 'no Content-Type'}"
+        )
 
 
 def parse_json_object(raw: bytes, *, max_depth: int = MAX_JSON_DEPTH, what: str = "request body") -> dict:
@@ -148,7 +165,7 @@ def parse_json_object(raw: bytes, *, max_depth: int = MAX_JSON_DEPTH, what: str 
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise BadInput(f"{what} is not UTF-8 (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})") from None
+        raise BadInput(f"{what} is not UTF-8 (byte {exc.start}: {raw[exc.start : exc.start + 1]!r})") from None
     if _nested_deeper_than(text, max_depth):
         raise BadInput(f"{what} is JSON nested deeper than {max_depth} levels; expected a flat object")
     try:
@@ -179,10 +196,12 @@ def loopback_address(host: str) -> str:
     """The address to bind for --host, or LocalServerError: only this machine's loopback."""
     address = BIND_ADDRESSES.get(host.strip().lower())
     if address is None:
-        raise LocalServerError(f"--host {host!r} is not a loopback address; a local page listens only on "
-                               "127.0.0.1, localhost or ::1 (anyone who reaches another address could change "
-                               "your files). To use it from another machine, forward the port: "
-                               "ssh -L PORT:127.0.0.1:PORT this-machine")
+        raise LocalServerError(
+            f"--host {host!r} is not a loopback address; a local page listens only on "
+            "127.0.0.1, localhost or ::1 (anyone who reaches another address could change "
+            "your files). To use it from another machine, forward the port: "
+            "ssh -L PORT:127.0.0.1:PORT this-machine"
+        )
     return address
 
 
@@ -199,8 +218,10 @@ def bind_loopback(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise LocalServerError(f"port {port} on {address} is already in use (another server, perhaps an "
-                                   "earlier one still running); stop it or pass --port with a free port") from None
+            raise LocalServerError(
+                f"port {port} on {address} is already in use (another server, perhaps an "
+                "earlier one still running); stop it or pass --port with a free port"
+            ) from None
         raise LocalServerError(f"cannot listen on {address} port {port}: {exc.strerror or exc}") from None
     return sock
 
@@ -211,8 +232,14 @@ def url_of(sock: socket.socket) -> str:
     return f"http://{f'[{address}]' if ':' in address else address}:{port}/"
 
 
-def serve(app: ASGIApp, host: str = "127.0.0.1", port: int = 8765, *,
-          announce: Callable[[str], None] | None = None, log_level: str = "warning") -> None:
+def serve(
+    app: ASGIApp,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    *,
+    announce: Callable[[str], None] | None = None,
+    log_level: str = "warning",
+) -> None:
     """Serve `app` with uvicorn on loopback only, until Ctrl+C; `announce(url)` once it listens.
 
     An app not yet wrapped in LocalGuard is wrapped with the defaults (wrap it yourself for another cap).
@@ -222,8 +249,9 @@ def serve(app: ASGIApp, host: str = "127.0.0.1", port: int = 8765, *,
 
     sock = bind_loopback(host, port)
     guarded = app if isinstance(app, LocalGuard) else LocalGuard(app)
-    config = uvicorn.Config(guarded, log_level=log_level, proxy_headers=False,
-                            server_header=False)  # no X-Forwarded-* trust: nothing stands in front of us
+    config = uvicorn.Config(
+        guarded, log_level=log_level, proxy_headers=False, server_header=False
+    )  # no X-Forwarded-* trust: nothing stands in front of us
     if announce is not None:
         announce(url_of(sock))
     try:
@@ -282,6 +310,7 @@ def _replay(messages: list[Message], receive: Receive) -> Receive:
 
 def _without_cors(send: Send) -> Send:
     """Drop any access-control-* header the app sets and add SECURITY_HEADERS to every answer."""
+
     async def guarded(message: Message) -> None:
         if message["type"] == "http.response.start":
             kept = [(k, v) for k, v in message.get("headers", ()) if not k.lower().startswith(b"access-control-")]
@@ -297,8 +326,12 @@ async def _refuse(scope: Scope, send: Send, refused: Refused) -> None:
         await send({"type": "websocket.close", "code": 1008, "reason": str(refused)[:120]})
         return
     body = json.dumps({"error": str(refused)}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-               (b"connection", b"close"), *SECURITY_HEADERS]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+        *SECURITY_HEADERS,
+    ]
     await send({"type": "http.response.start", "status": refused.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -317,7 +350,22 @@ def _no_constant(name: str):
     raise BadInput(f"request body holds {name}, which is not JSON (numbers must be finite)")
 
 
-__all__ = ("BadInput", "DEFAULT_MAX_BODY", "LocalGuard", "LocalServerError", "MAX_JSON_DEPTH",
-                          "Refused", "bind_loopback", "check_host", "check_origin", "check_state_change", "guard",
-                          "json_error_handlers", "loopback_address", "parse_json_object", "read_json_object",
-                          "serve", "url_of")
+__all__ = (
+    "BadInput",
+    "DEFAULT_MAX_BODY",
+    "LocalGuard",
+    "LocalServerError",
+    "MAX_JSON_DEPTH",
+    "Refused",
+    "bind_loopback",
+    "check_host",
+    "check_origin",
+    "check_state_change",
+    "guard",
+    "json_error_handlers",
+    "loopback_address",
+    "parse_json_object",
+    "read_json_object",
+    "serve",
+    "url_of",
+)

@@ -9,6 +9,7 @@ same pixels; the picture is returned as a PIL image and written by PIL, which ad
 the PNG bytes are the same on every call and in every process. matplotlib is imported inside the functions so that
 importing this module (the Dagster code location does) stays cheap.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
@@ -91,8 +92,17 @@ def _caption_strip(text: str, width: int) -> "PIL.Image.Image":
     height = len(lines) * line_px + 2 * CAPTION_PAD
     fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI, facecolor=np.array(CAPTION_BACKGROUND) / 255)
     for k, line in enumerate(lines):
-        fig.text(CAPTION_PAD / width, 1 - (CAPTION_PAD + k * line_px) / height, line, ha="left", va="top",
-                 fontsize=CAPTION_PT, family=FONT, color=np.array(CAPTION_TEXT) / 255, parse_math=False)
+        fig.text(
+            CAPTION_PAD / width,
+            1 - (CAPTION_PAD + k * line_px) / height,
+            line,
+            ha="left",
+            va="top",
+            fontsize=CAPTION_PT,
+            family=FONT,
+            color=np.array(CAPTION_TEXT) / 255,
+            parse_math=False,
+        )
     return _render(fig)
 
 
@@ -114,6 +124,7 @@ def _wrap(text: str, width_px: int) -> list[str]:
 
 # ----------------------------------------------------------------------------------------------------------- helpers
 
+
 def _figure(width: int, height: int) -> "Figure":
     from matplotlib.figure import Figure
 
@@ -127,12 +138,20 @@ def _axes_at(fig: "Figure", left: float, top: float, width: float, height: float
     return fig.add_axes((left / w, 1 - (top + height) / h, max(width, 1) / w, max(height, 1) / h))
 
 
-def _cells(fig: "Figure", n: int, cols: int, cell: tuple[int, int], margin: tuple[int, int, int, int],
-           origin: tuple[int, int] = (0, 0)) -> list["Axes"]:
+def _cells(
+    fig: "Figure",
+    n: int,
+    cols: int,
+    cell: tuple[int, int],
+    margin: tuple[int, int, int, int],
+    origin: tuple[int, int] = (0, 0),
+) -> list["Axes"]:
     """One axes per grid cell of `cell` px, inset by `margin` = (left, top, right, bottom) px for ticks and titles."""
     (cw, ch), (ml, mt, mr, mb) = cell, margin
-    return [_axes_at(fig, origin[0] + (k % cols) * cw + ml, origin[1] + (k // cols) * ch + mt, cw - ml - mr,
-                     ch - mt - mb) for k in range(n)]
+    return [
+        _axes_at(fig, origin[0] + (k % cols) * cw + ml, origin[1] + (k // cols) * ch + mt, cw - ml - mr, ch - mt - mb)
+        for k in range(n)
+    ]
 
 
 def _text_at(fig: "Figure", x: float, y: float, text: str, size: int = 8, **kw) -> None:
@@ -175,8 +194,10 @@ def _grid_shape(n: int, max_cols: int) -> tuple[int, int]:
 
 # -------------------------------------------------------------------------------------------------------- image grid
 
-def image_grid(images: Sequence[np.ndarray], cols: int = 8, thumb: int | None = 64,
-               fill: str = "black", caption: str | None = None) -> "PIL.Image.Image":
+
+def image_grid(
+    images: Sequence[np.ndarray], cols: int = 8, thumb: int | None = 64, fill: str = "black", caption: str | None = None
+) -> "PIL.Image.Image":
     """Tile HxWx3 uint8 images (resized to `thumb` px if given) into one picture; `fill` shows
     where the last row has no image; `caption` goes in a strip below."""
     from PIL import Image
@@ -196,8 +217,14 @@ def image_grid(images: Sequence[np.ndarray], cols: int = 8, thumb: int | None = 
 
 # -------------------------------------------------------------------------------------------------------- histograms
 
-def histograms(columns: dict[str, np.ndarray], bins: int = 20, size: tuple[int, int] = (260, 190),
-               caption: str | None = None, max_cols: int = 4) -> "PIL.Image.Image":
+
+def histograms(
+    columns: dict[str, np.ndarray],
+    bins: int = 20,
+    size: tuple[int, int] = (260, 190),
+    caption: str | None = None,
+    max_cols: int = 4,
+) -> "PIL.Image.Image":
     """One histogram panel per column (`size` px each, up to `max_cols` in a row): counts over the finite values,
     with the column name, n and how many NaN/inf were left out in the panel's title."""
     rows, cols = _grid_shape(len(columns), max_cols)
@@ -214,8 +241,17 @@ def _histogram_panel(ax: "Axes", name: str, v: np.ndarray, bins: int) -> None:
     ax.set_title(title, fontsize=8, family=FONT, parse_math=False)
     _style(ax, ylabel="count")
     if not ok.any():
-        ax.text(0.5, 0.5, "no finite values", ha="center", va="center", transform=ax.transAxes, fontsize=8,
-                family=FONT, color="#7f7f7f")
+        ax.text(
+            0.5,
+            0.5,
+            "no finite values",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+            fontsize=8,
+            family=FONT,
+            color="#7f7f7f",
+        )
         ax.set_xticks([])
         ax.set_yticks([])
         return
@@ -227,9 +263,17 @@ def _histogram_panel(ax: "Axes", name: str, v: np.ndarray, bins: int) -> None:
 
 # -------------------------------------------------------------------------------------------------------- line plots
 
-def line_plot(series: dict[str, Sequence[float]], size: tuple[int, int] = (640, 320), title: str = "",
-              x: Sequence[float] | None = None, xlabel: str = "step", ylabel: str = "loss",
-              unit_series: Sequence[str] | None = None, caption: str | None = None) -> "PIL.Image.Image":
+
+def line_plot(
+    series: dict[str, Sequence[float]],
+    size: tuple[int, int] = (640, 320),
+    title: str = "",
+    x: Sequence[float] | None = None,
+    xlabel: str = "step",
+    ylabel: str = "loss",
+    unit_series: Sequence[str] | None = None,
+    caption: str | None = None,
+) -> "PIL.Image.Image":
     """Curves over steps (or over `x`), with axes, ticks, legend and title.
 
     Series named in `unit_series` (default: names containing 'auroc', 'accuracy' or 'auc') live in [0, 1] and would
@@ -253,8 +297,9 @@ def line_plot(series: dict[str, Sequence[float]], size: tuple[int, int] = (640, 
         panels[-1].xaxis.set_major_locator(_whole_ticks())  # steps are whole numbers
     panels[-1].set_xlabel(xlabel, fontsize=8, family=FONT, parse_math=False)
     n = max((len(_finite(v)) for v in series.values()), default=0)
-    _text_at(fig, size[0] / 2, 5, f"{title}  ({n} {xlabel}s)" if title else f"{n} {xlabel}s", size=9, ha="center",
-             va="top")
+    _text_at(
+        fig, size[0] / 2, 5, f"{title}  ({n} {xlabel}s)" if title else f"{n} {xlabel}s", size=9, ha="center", va="top"
+    )
     return _caption(_render(fig), caption)
 
 
@@ -293,28 +338,41 @@ def _curves(ax: "Axes", series: dict, colours: dict, x, ylabel: str) -> None:
 
 def _legend(ax: "Axes", entries: int) -> None:
     # above the axes, in one row: it never covers a curve, and needs no search for an empty corner
-    ax.legend(loc="lower left", bbox_to_anchor=(0, 1), ncols=entries, frameon=False, fontsize=7, borderaxespad=0.2,
-              handlelength=1.5)
+    ax.legend(
+        loc="lower left",
+        bbox_to_anchor=(0, 1),
+        ncols=entries,
+        frameon=False,
+        fontsize=7,
+        borderaxespad=0.2,
+        handlelength=1.5,
+    )
 
 
 def _curve(ax: "Axes", name: str, y: np.ndarray, colour: str, x) -> None:
-    xs = np.arange(y.size, dtype=np.float64) if x is None else _finite(x)[:y.size]
-    ok = np.isfinite(y[:xs.size]) & np.isfinite(xs)
-    xs, ys = xs[ok], y[:xs.size][ok]
+    xs = np.arange(y.size, dtype=np.float64) if x is None else _finite(x)[: y.size]
+    ok = np.isfinite(y[: xs.size]) & np.isfinite(xs)
+    xs, ys = xs[ok], y[: xs.size][ok]
     if xs.size <= SMOOTH_ABOVE:
         ax.plot(xs, ys, color=colour, linewidth=1.4, marker="o" if xs.size <= 30 else None, markersize=3, label=name)
         return
     window = max(5, xs.size // 50)
     mean = np.convolve(ys, np.ones(window) / window, mode="valid")
     ax.plot(xs, ys, color=colour, linewidth=0.6, alpha=0.3)
-    ax.plot(xs[window // 2:window // 2 + mean.size], mean, color=colour, linewidth=1.6,
-            label=f"{name} (mean of {window})")
+    ax.plot(
+        xs[window // 2 : window // 2 + mean.size], mean, color=colour, linewidth=1.6, label=f"{name} (mean of {window})"
+    )
 
 
 # ----------------------------------------------------------------------------------------------------- scatter plots
 
-def scatter_panels(panels: dict[str, tuple[Sequence[float], Sequence[float]]], size: int = 220,
-                   caption: str | None = None, max_cols: int = 3) -> "PIL.Image.Image":
+
+def scatter_panels(
+    panels: dict[str, tuple[Sequence[float], Sequence[float]]],
+    size: int = 220,
+    caption: str | None = None,
+    max_cols: int = 3,
+) -> "PIL.Image.Image":
     """One square panel per entry {title: (x = requested, y = measured)}: the points, the identity line y = x
     (perfect control), equal axes and Pearson's r in the title; axis labels once for the whole figure."""
     rows, cols = _grid_shape(len(panels), max_cols)

@@ -4,6 +4,7 @@ weights of the same architectures; and the hand-label file.
 Every loader returns the model with a *weights id*: the smoke init (`smoke_generator(seed=0)`) or the
 checkpoint's path and sha256, so recipes notice a replaced file. A missing file says where to put it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -36,8 +37,10 @@ class Sources:
         """A full-mode input, or MissingInput saying where to put it."""
         p = self.layout.path(relative)
         if not p.is_file():
-            raise MissingInput(f"{what} not found at {p}. Put it there (README 'Full mode'), point the settings at it, "
-                               f"or run the smoke code location (ohlora_dagster.smoke).")
+            raise MissingInput(
+                f"{what} not found at {p}. Put it there (README 'Full mode'), point the settings at it, "
+                f"or run the smoke code location (ohlora_dagster.smoke)."
+            )
         return p
 
     def labels_csv(self) -> Path:
@@ -49,7 +52,9 @@ class Sources:
             return {}
         need = {}
         if assets & {"raw_images", "latent_w", "stylegan_finetune_v1", "controllability_report"}:
-            need[str(self.layout.path(self.stylegan_checkpoint))] = "StyleGAN checkpoint (genforce celeba_partial-256x256)"
+            need[str(self.layout.path(self.stylegan_checkpoint))] = (
+                "StyleGAN checkpoint (genforce celeba_partial-256x256)"
+            )
         if "segmentation_maps" in assets:
             need[str(self.layout.path(self.facexformer_checkpoint))] = "FaceXFormer checkpoint (state_dict_backbone)"
         if "hand_labels" in assets:
@@ -68,8 +73,14 @@ class Sources:
             return smoke_generator(seed), f"smoke_generator(seed={seed})"
         path = self.require(self.stylegan_checkpoint, "StyleGAN checkpoint (genforce celeba_partial-256x256)")
         G, weights = load_generator(path, key="generator"), f"{path} (sha256 {sha256_file(path)})"
-        check_generator(G, weights, conditional=False, resolution=RESOLUTION, z_space_dim=Z_DIM,
-                        hint="ohlora needs genforce's celeba_partial-256x256 model at store.stylegan_checkpoint")
+        check_generator(
+            G,
+            weights,
+            conditional=False,
+            resolution=RESOLUTION,
+            z_space_dim=Z_DIM,
+            hint="ohlora needs genforce's celeba_partial-256x256 model at store.stylegan_checkpoint",
+        )
         return G, weights
 
     def stylegan_start(self, seed: int) -> dict:
@@ -79,13 +90,18 @@ class Sources:
         from ohlora_core.stylegan.checkpoint import select_state_dict
 
         if self.smoke:
-            return {"generator": smoke_generator(seed).state_dict(),
-                    "discriminator": smoke_discriminator(seed).state_dict(), "id": f"smoke(seed={seed})"}
+            return {
+                "generator": smoke_generator(seed).state_dict(),
+                "discriminator": smoke_discriminator(seed).state_dict(),
+                "id": f"smoke(seed={seed})",
+            }
         path = self.require(self.stylegan_checkpoint, "StyleGAN checkpoint (genforce celeba_partial-256x256)")
         ckpt = load_checkpoint(path)
-        return {"generator": select_state_dict(ckpt, "generator", str(path)),
-                "discriminator": select_state_dict(ckpt, "discriminator", str(path)),
-                "id": f"{path} (sha256 {sha256_file(path)})"}
+        return {
+            "generator": select_state_dict(ckpt, "generator", str(path)),
+            "discriminator": select_state_dict(ckpt, "discriminator", str(path)),
+            "id": f"{path} (sha256 {sha256_file(path)})",
+        }
 
     def facexformer(self, seed: int, device: str):
         """(FaceXFormer in eval mode on `device`, weights id)."""

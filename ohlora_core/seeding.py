@@ -1,9 +1,10 @@
 """Seeds derived from one run seed: every random choice is a pure function of (seed, what, where)."""
+
 from __future__ import annotations
 
 import contextlib
 import zlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch

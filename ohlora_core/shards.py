@@ -16,6 +16,7 @@ worker's message (its traceback as the cause; an OSError keeps its errno: `Shard
 exception in the parent terminates the workers; a worker whose parent dies (SIGKILL included) exits by itself.
 docs/sharding.md says why the stages fan out inside one step rather than over Dagster partitions.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -115,13 +116,17 @@ def devices_for(shards: int, shard_devices: Sequence[str] | None, run_device: st
         return [f"cuda:{k}" for k in range(shards)] if kind == "cuda" else [run_device] * shards
     devices = [str(d) for d in shard_devices]
     if len(devices) != shards:
-        raise ShardSettingError(f"settings.shard_devices lists {len(devices)} device(s) but settings.shards={shards}; "
-                                f"list one device per shard, or leave shard_devices unset")
+        raise ShardSettingError(
+            f"settings.shard_devices lists {len(devices)} device(s) but settings.shards={shards}; "
+            f"list one device per shard, or leave shard_devices unset"
+        )
     kind = run_device.split(":")[0]
     other = [d for d in devices if d.split(":")[0] != kind]
     if other:
-        raise ShardSettingError(f"settings.shard_devices has {other} but the run's device is {run_device!r}; every "
-                                f"shard must run on the same kind of device as settings.device")
+        raise ShardSettingError(
+            f"settings.shard_devices has {other} but the run's device is {run_device!r}; every "
+            f"shard must run on the same kind of device as settings.device"
+        )
     named = [d if ":" in d else f"{d}:0" for d in devices]
     twice = sorted({d for d in named if named.count(d) > 1})
     if kind == "cuda" and twice:
@@ -143,22 +148,33 @@ def problems(shards: int, shard_devices: Sequence[str] | None, run_device: str) 
     out = []
     for device in dict.fromkeys(devices):
         try:
-            check_device(device, "settings.shard_devices" if shard_devices is not None else
-                         f"settings.shards={shards} (device {device})")
+            check_device(
+                device,
+                "settings.shard_devices"
+                if shard_devices is not None
+                else f"settings.shards={shards} (device {device})",
+            )
         except DeviceError as exc:
             out.append(str(exc))
     if not out and run_device.startswith("cuda"):
         import torch
 
         if shards > torch.cuda.device_count():
-            out.append(f"settings.shards={shards}, but this machine has {torch.cuda.device_count()} CUDA device(s); "
-                       f"use at most that many shards")
+            out.append(
+                f"settings.shards={shards}, but this machine has {torch.cuda.device_count()} CUDA device(s); "
+                f"use at most that many shards"
+            )
     return out
 
 
 # -- running the workers ------------------------------------------------------------------------------------------
-def run(worker: Callable[[Any, str, Callable[[Any], None]], Any], jobs: Sequence[tuple[str, Any]],
-        on_message: Callable[[int, Any], None], *, name: str = "shard") -> list[Any]:
+def run(
+    worker: Callable[[Any, str, Callable[[Any], None]], Any],
+    jobs: Sequence[tuple[str, Any]],
+    on_message: Callable[[int, Any], None],
+    *,
+    name: str = "shard",
+) -> list[Any]:
     """Run `worker(payload, device, emit)` for each (device, payload) of `jobs` in its own spawned process and
     return their results in job order. Each `emit(message)` reaches `on_message(shard, message)` in this
     process, in the order that worker sent them. `worker` and the payloads must be picklable (module-level
@@ -168,8 +184,15 @@ def run(worker: Callable[[Any, str, Callable[[Any], None]], Any], jobs: Sequence
     ctx = multiprocessing.get_context("spawn")
     inbox = ctx.Queue()
     threads = torch.get_num_threads()  # the workers' too: CPU results depend on it (module doc)
-    procs = [ctx.Process(target=_worker_main, args=(worker, k, device, payload, inbox, threads), daemon=True,
-                         name=f"ohlora-{name}-shard-{k}") for k, (device, payload) in enumerate(jobs)]
+    procs = [
+        ctx.Process(
+            target=_worker_main,
+            args=(worker, k, device, payload, inbox, threads),
+            daemon=True,
+            name=f"ohlora-{name}-shard-{k}",
+        )
+        for k, (device, payload) in enumerate(jobs)
+    ]
     try:
         for p, (device, _) in zip(procs, jobs, strict=True):
             with _environment(CPU_WORKER_ENV if device.startswith("cpu") else {}):
@@ -193,8 +216,11 @@ def _collect(procs, devices: list[str], inbox, on_message, name: str) -> list[An
             gone = [k for k in dead if k in silent]
             if gone:
                 k = gone[0]
-                raise ShardError(f"{name}: shard {k} of {len(procs)} (device {devices[k]}) died with exit code "
-                                 f"{procs[k].exitcode} before finishing its images", k) from None
+                raise ShardError(
+                    f"{name}: shard {k} of {len(procs)} (device {devices[k]}) died with exit code "
+                    f"{procs[k].exitcode} before finishing its images",
+                    k,
+                ) from None
             silent.update(dead)
             continue
         if kind == "message":

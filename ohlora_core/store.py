@@ -25,6 +25,7 @@ filesystem timestamp tick as the write, or a tool that restores the mtime). A ma
 in a sidecar (`<manifest stem>.stat.tsv`, see `FileIndex`) bound to the manifest's sha256, so the
 manifest itself, and every data version computed from it, has the same bytes as before.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -70,8 +71,9 @@ def file_stat(path: str | os.PathLike) -> tuple[int, int] | None:
     return (st.st_size, st.st_mtime_ns) if stat_mod.S_ISREG(st.st_mode) else None
 
 
-def file_intact(path: str | os.PathLike, sha: str, recorded: tuple[int, int] | None,
-                verify: str = "stat") -> tuple[int, int] | None:
+def file_intact(
+    path: str | os.PathLike, sha: str, recorded: tuple[int, int] | None, verify: str = "stat"
+) -> tuple[int, int] | None:
     """The file's current (size, mtime_ns) if it still has the bytes hashing to `sha`, else None.
     With verify="stat" a file whose (size, mtime_ns) equal `recorded` is not read again. The stat is
     taken before the hash, so a file changed while it is hashed is never paired with the old sha."""
@@ -83,8 +85,13 @@ def file_intact(path: str | os.PathLike, sha: str, recorded: tuple[int, int] | N
     return now if sha256_file(path) == sha else None
 
 
-def verify_files(folder: str | os.PathLike, expected: Mapping[str, str], producer: str,
-                 index: FileIndex | None = None, verify: str = "stat") -> None:
+def verify_files(
+    folder: str | os.PathLike,
+    expected: Mapping[str, str],
+    producer: str,
+    index: FileIndex | None = None,
+    verify: str = "stat",
+) -> None:
     """Check files (`{name relative to folder: sha256}`) before a consumer reads them; the error names
     the first missing or changed file and the asset to re-materialize. Without an `index` (the
     producer's recorded stats) every file is hashed; with one, see `FileIndex`."""
@@ -92,8 +99,10 @@ def verify_files(folder: str | os.PathLike, expected: Mapping[str, str], produce
     for name, sha in expected.items():
         recorded = index.stat_if(name, sha) if index is not None else None
         if file_intact(Path(folder) / name, sha, recorded, verify) is None:
-            raise ArtifactChanged(f"{Path(folder) / name} is missing or differs from what {producer} wrote "
-                                  f"(sha256 {sha[:12]}...); re-materialize {producer}")
+            raise ArtifactChanged(
+                f"{Path(folder) / name} is missing or differs from what {producer} wrote "
+                f"(sha256 {sha[:12]}...); re-materialize {producer}"
+            )
 
 
 def recipe_text(recipe: Mapping) -> str:
@@ -108,8 +117,9 @@ def current_dir(asset_dir: str | os.PathLike) -> Path:
     """The complete outputs of an asset (`<asset>/current`), or a clear error if there are none."""
     link = Path(asset_dir) / CURRENT
     if not (link.is_symlink() and link.resolve().is_dir() and (link / COMPLETE_FILE).is_file()):
-        raise MissingArtifact(f"{Path(asset_dir).name} has no complete outputs under {asset_dir}; "
-                              f"materialize that asset first")
+        raise MissingArtifact(
+            f"{Path(asset_dir).name} has no complete outputs under {asset_dir}; materialize that asset first"
+        )
     return link
 
 
@@ -120,20 +130,23 @@ def current_digest(asset_dir: str | os.PathLike) -> str:
 
 # --- manifests written as a stream, byte-identical to json.dumps(obj, indent=0, sort_keys=True) ---
 
+
 def write_sorted_json(path: str | os.PathLike, pairs: Iterable[tuple[str, Any]], block: int = 4096) -> str:
     """Write `{key: value for key, value in pairs}` (pairs sorted by key, keys unique) exactly as
     `json.dumps(obj, indent=0, sort_keys=True)` would, without building the whole text; atomic.
     Returns the sha256 of the text (what `digest_text` of the json.dumps text gives)."""
     h = hashlib.sha256()
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+
         def put(text: str) -> None:
             h.update(text.encode("utf-8"))
             f.write(text)
 
         parts, first = [], True
         for key, value in pairs:
-            parts.append(("{\n" if first else ",\n") + json.dumps(key) + ": "
-                         + json.dumps(value, indent=0, sort_keys=True))
+            parts.append(
+                ("{\n" if first else ",\n") + json.dumps(key) + ": " + json.dumps(value, indent=0, sort_keys=True)
+            )
             first = False
             if len(parts) >= block:
                 put("".join(parts))
@@ -155,8 +168,9 @@ def index_path(manifest: str | os.PathLike) -> Path:
     return manifest.with_name(manifest.stem + ".stat.tsv")
 
 
-def write_file_index(manifest: str | os.PathLike, manifest_sha: str,
-                     entries: Iterable[tuple[str, str, tuple[int, int] | None]]) -> None:
+def write_file_index(
+    manifest: str | os.PathLike, manifest_sha: str, entries: Iterable[tuple[str, str, tuple[int, int] | None]]
+) -> None:
     """Write the sidecar of `manifest` (whose sha256 is `manifest_sha`): one line per file,
     `name<TAB>sha256<TAB>size<TAB>mtime_ns` ('-' where no stat was recorded). Atomic, streamed."""
     with atomic_path(index_path(manifest)) as tmp, open(tmp, "w", encoding="utf-8") as f:
@@ -211,9 +225,14 @@ class FileIndex:
         def pack() -> None:
             if block:
                 names, shas, sizes, mtimes = zip(*block)
-                chunks.append((np.array([n.encode() for n in names], dtype=bytes), np.array(shas, dtype="S64"),
-                               np.array([-1 if v == "-" else int(v) for v in sizes], np.int64),
-                               np.array([0 if v == "-" else int(v) for v in mtimes], np.int64)))
+                chunks.append(
+                    (
+                        np.array([n.encode() for n in names], dtype=bytes),
+                        np.array(shas, dtype="S64"),
+                        np.array([-1 if v == "-" else int(v) for v in sizes], np.int64),
+                        np.array([0 if v == "-" else int(v) for v in mtimes], np.int64),
+                    )
+                )
                 block.clear()
 
         for row in rows:
@@ -243,6 +262,7 @@ class FileIndex:
             for key, value in data.items():  # {name: sha} or {item: ledger record}
                 for name, sha in ({key: value} if isinstance(value, str) else value.get("files", {})).items():
                     yield name, sha, "-", "-"
+
         return cls._columns(rows())
 
     def _row(self, name: str) -> int | None:
@@ -279,14 +299,18 @@ class FileIndex:
         for name in names:
             k = self._row(name)
             if k is None:
-                raise ArtifactChanged(f"{name} is not part of {producer} (its manifest lists {len(self)} files); "
-                                      f"re-materialize {producer}")
+                raise ArtifactChanged(
+                    f"{name} is not part of {producer} (its manifest lists {len(self)} files); "
+                    f"re-materialize {producer}"
+                )
             sha, size = self.shas[k].decode(), int(self.sizes[k])
             recorded = (size, int(self.mtimes[k])) if size >= 0 else None
             now = file_intact(os.path.join(folder, name), sha, recorded, verify)
             if now is None:
-                raise ArtifactChanged(f"{Path(folder) / name} is missing or differs from what {producer} wrote "
-                                      f"(sha256 {sha[:12]}...); re-materialize {producer}")
+                raise ArtifactChanged(
+                    f"{Path(folder) / name} is missing or differs from what {producer} wrote "
+                    f"(sha256 {sha[:12]}...); re-materialize {producer}"
+                )
             if now != recorded:
                 self.sizes[k], self.mtimes[k] = now
 
@@ -335,8 +359,9 @@ class RecipeDir:
     def verified(self) -> bool:
         """Promoted before, and every recorded file still has its recorded sha256."""
         done = self.complete
-        return done is not None and all((self.path / name).is_file() and sha256_file(self.path / name) == sha
-                                        for name, sha in done["files"].items())
+        return done is not None and all(
+            (self.path / name).is_file() and sha256_file(self.path / name) == sha for name, sha in done["files"].items()
+        )
 
     def previous(self) -> RecipeDir | None:
         """The asset's current recipe folder if it is another one than this (a source to reuse from)."""
@@ -388,8 +413,9 @@ class Record(NamedTuple):
     @classmethod
     def from_json(cls, rec: dict) -> Record:
         stats = rec.get("stat") or {}
-        files = tuple((name, sha, tuple(stats[name]) if stats.get(name) else None)
-                      for name, sha in sorted(rec["files"].items()))
+        files = tuple(
+            (name, sha, tuple(stats[name]) if stats.get(name) else None) for name, sha in sorted(rec["files"].items())
+        )
         extra = tuple(sorted((k, v) for k, v in rec.items() if k not in ("item", "input", "files", "stat")))
         return cls(rec.get("input"), files, extra)
 
@@ -420,9 +446,20 @@ class RecordTable(Mapping):
     in a few hundred MB. Items are sorted; input digests and extras are stored once per distinct
     value (the items of one batch share one digest). Build with `RecordTable.build(pairs)`."""
 
-    def __init__(self, items: np.ndarray, input_ids: np.ndarray, extra_ids: np.ndarray, starts: np.ndarray,
-                 counts: np.ndarray, names: np.ndarray, shas: np.ndarray, sizes: np.ndarray, mtimes: np.ndarray,
-                 input_values: list, extra_values: list) -> None:
+    def __init__(
+        self,
+        items: np.ndarray,
+        input_ids: np.ndarray,
+        extra_ids: np.ndarray,
+        starts: np.ndarray,
+        counts: np.ndarray,
+        names: np.ndarray,
+        shas: np.ndarray,
+        sizes: np.ndarray,
+        mtimes: np.ndarray,
+        input_values: list,
+        extra_values: list,
+    ) -> None:
         self.items, self.input_ids, self.extra_ids = items, input_ids, extra_ids  # per item
         self.starts, self.counts = starts, counts  # each item's files: rows starts[k] .. starts[k] + counts[k] - 1
         self.names, self.shas, self.sizes, self.mtimes = names, shas, sizes, mtimes  # per file; size -1 = no stat
@@ -479,9 +516,19 @@ class RecordTable(Mapping):
         """The records at `rows` (sorted row numbers)."""
         counts = self.counts[rows]
         files = _ranges(self.starts[rows], counts)
-        return RecordTable(self.items[rows], self.input_ids[rows], self.extra_ids[rows], _starts(counts), counts,
-                           self.names[files], self.shas[files], self.sizes[files], self.mtimes[files],
-                           self.input_values, self.extra_values)
+        return RecordTable(
+            self.items[rows],
+            self.input_ids[rows],
+            self.extra_ids[rows],
+            _starts(counts),
+            counts,
+            self.names[files],
+            self.shas[files],
+            self.sizes[files],
+            self.mtimes[files],
+            self.input_values,
+            self.extra_values,
+        )
 
 
 def _per_record(table: RecordTable, per_file: np.ndarray) -> np.ndarray:
@@ -547,16 +594,35 @@ class TableBuilder:
         self._flush()
         input_map = np.array([self._id(v, self.input_ids, self.input_values) for v in table.input_values] or [0])
         extra_map = np.array([self._id(v, self.extra_ids, self.extra_values) for v in table.extra_values] or [0])
-        self.chunks.append((table.items, input_map[table.input_ids], extra_map[table.extra_ids], table.counts,
-                            table.names, table.shas, table.sizes, table.mtimes))
+        self.chunks.append(
+            (
+                table.items,
+                input_map[table.input_ids],
+                extra_map[table.extra_ids],
+                table.counts,
+                table.names,
+                table.shas,
+                table.sizes,
+                table.mtimes,
+            )
+        )
 
     def _flush(self) -> None:
         items, inputs, extras, counts = self.rec_cols
         if items:
             names, shas, sizes, mtimes = self.file_cols
-            self.chunks.append((np.array(items, np.int64), np.array(inputs, np.int32), np.array(extras, np.int32),
-                                np.array(counts, np.int32), np.array(names, dtype=bytes), np.array(shas, dtype=bytes),
-                                np.array(sizes, np.int64), np.array(mtimes, np.int64)))
+            self.chunks.append(
+                (
+                    np.array(items, np.int64),
+                    np.array(inputs, np.int32),
+                    np.array(extras, np.int32),
+                    np.array(counts, np.int32),
+                    np.array(names, dtype=bytes),
+                    np.array(shas, dtype=bytes),
+                    np.array(sizes, np.int64),
+                    np.array(mtimes, np.int64),
+                )
+            )
         self._reset()
 
     def build(self) -> RecordTable:
@@ -572,9 +638,19 @@ class TableBuilder:
             last[:-1] = items[order][1:] != items[order][:-1]
         rows = order[last]
         files = _ranges(_starts(counts)[rows], counts[rows])
-        return RecordTable(items[rows], input_ids[rows], extra_ids[rows], _starts(counts[rows]), counts[rows],
-                           names[files], shas[files], sizes[files], mtimes[files], self.input_values,
-                           self.extra_values)
+        return RecordTable(
+            items[rows],
+            input_ids[rows],
+            extra_ids[rows],
+            _starts(counts[rows]),
+            counts[rows],
+            names[files],
+            shas[files],
+            sizes[files],
+            mtimes[files],
+            self.input_values,
+            self.extra_values,
+        )
 
 
 class Ledger:
@@ -621,9 +697,19 @@ class Ledger:
         with a new stat (e.g. touched), so the next check of them is cheap again."""
         _check_mode(verify)
         table = self.load()
-        fresh = RecordTable(table.items, table.input_ids, table.extra_ids, table.starts, table.counts, table.names,
-                            table.shas, table.sizes.copy(), table.mtimes.copy(), table.input_values,
-                            table.extra_values)
+        fresh = RecordTable(
+            table.items,
+            table.input_ids,
+            table.extra_ids,
+            table.starts,
+            table.counts,
+            table.names,
+            table.shas,
+            table.sizes.copy(),
+            table.mtimes.copy(),
+            table.input_values,
+            table.extra_values,
+        )
         keep = np.zeros(len(table), bool)
         folder = str(self.folder)
         for k, item in enumerate(table):

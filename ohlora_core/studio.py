@@ -23,6 +23,7 @@ The app sits behind `local_server.guard`: loopback Host and Origin only, every P
 page's own origin, bodies within the cap (an uploaded z of 512 numbers is ~11 KB of the 64 KiB). No part of a
 request becomes a path: z files are chosen by name from v3's folder listing, export folders are named here.
 """
+
 from __future__ import annotations
 
 import base64
@@ -32,31 +33,42 @@ import re
 import shlex
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from ohlora_core.artifacts import FINETUNES, ControllabilityReport, LatentDirections, LatentW, PropertyScoreCnn
 from ohlora_core.finetune import protocol
-from ohlora_core.finetune.request import (MAX_SEED, PROPERTIES, VERSION_LABELS, VERSIONS,
-                                          GenerationRequest, GenerationRequestError, validate_count, validate_values,
-                                          validate_z)
+from ohlora_core.finetune.request import (
+    MAX_SEED,
+    PROPERTIES,
+    VERSION_LABELS,
+    VERSIONS,
+    GenerationRequest,
+    GenerationRequestError,
+    validate_count,
+    validate_values,
+    validate_z,
+)
 from ohlora_core.layout import StorageLayout
 from ohlora_core.local_server import DEFAULT_MAX_BODY, BadInput, guard, json_error_handlers, read_json_object
 
 PAGE = Path(__file__).with_name("studio_page.html")
 METHODS = (*VERSIONS, "directions")  # the controllability report's method names
-NOISE = 0.3           # the original's final inference: z + 0.3 N(0, 1)
-STRIP = 8             # thumbnails in the variation strip (an export with the strip writes 1 + STRIP images)
-BATCH = 1             # one row per forward everywhere, so page, thumbnail and export of one z are the same bytes
-IMAGES_KEPT = 8       # raw images kept for measuring (the last states of a page or two)
-STEP = 0.1            # hits every value of the report's grid (eyes +-1.8, mouth -1.2..1.6, pose -1.2..3.6)
+NOISE = 0.3  # the original's final inference: z + 0.3 N(0, 1)
+STRIP = 8  # thumbnails in the variation strip (an export with the strip writes 1 + STRIP images)
+BATCH = 1  # one row per forward everywhere, so page, thumbnail and export of one z are the same bytes
+IMAGES_KEPT = 8  # raw images kept for measuring (the last states of a page or two)
+STEP = 0.1  # hits every value of the report's grid (eyes +-1.8, mouth -1.2..1.6, pose -1.2..3.6)
 # The report's calibration: the protocol's grid for the properties it tests ...
-PROTOCOL_RANGES = {"eyes": (min(protocol.EYES), max(protocol.EYES)),
-                   "mouth": (min(protocol.MOUTH), max(protocol.MOUTH)),
-                   "pose": (min(protocol.POSE), max(protocol.POSE))}
+PROTOCOL_RANGES = {
+    "eyes": (min(protocol.EYES), max(protocol.EYES)),
+    "mouth": (min(protocol.MOUTH), max(protocol.MOUTH)),
+    "pose": (min(protocol.POSE), max(protocol.POSE)),
+}
 # ... and for the others 3 std either side of the filtered set's mean (99.7% of the images the generators were
 # trained on; a request may go to PROPERTY_RANGE, the slider stays where there was data).
 OTHER_RANGE = (-3.0, 3.0)
@@ -79,6 +91,7 @@ class ExportFailed(Exception):
 
 
 # --- what the page offers ---------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Slider:
@@ -152,6 +165,7 @@ def report_figures(where: StorageLayout) -> tuple[dict[str, dict], str | None, s
 
 # --- models, once per method ------------------------------------------------------------------------------------
 
+
 @dataclass
 class Loaded:
     """A method's models and the request it answers (its sources: files by path, sha256 and data version)."""
@@ -202,9 +216,17 @@ class ModelCache:
         finetuned = method in VERSIONS
         try:
             # version v3 for directions too: what `ohlora generate --method directions` records (its default)
-            template = GenerationRequest("finetuned" if finetuned else "directions", {}, [0.0] * 512, n=1,
-                                         noise=NOISE, batch=BATCH, device=self.device,
-                                         version=method if finetuned else "v3", **method_sources(self.where, method))
+            template = GenerationRequest(
+                "finetuned" if finetuned else "directions",
+                {},
+                [0.0] * 512,
+                n=1,
+                noise=NOISE,
+                batch=BATCH,
+                device=self.device,
+                version=method if finetuned else "v3",
+                **method_sources(self.where, method),
+            )
             G, directions = load_request_models(template)
         except (UsageError, CheckpointError, GenerationRequestError, OSError) as exc:
             raise Unavailable(f"{method}: {exc}") from None
@@ -230,14 +252,15 @@ class ModelCache:
 
 # --- coalescing -------------------------------------------------------------------------------------------------
 
+
 class Coalescer:
     """One render at a time; of the requests waiting on one channel only the newest runs, the others answer
     "superseded" at once. A slider dragged across 30 steps while a render runs costs two renders, not 31."""
 
     def __init__(self):
-        self.lock = threading.Lock()        # held while a render runs
-        self._state = threading.Lock()      # guards the fields below
-        self._latest: dict[str, int] = {}   # channel -> newest ticket
+        self.lock = threading.Lock()  # held while a render runs
+        self._state = threading.Lock()  # guards the fields below
+        self._latest: dict[str, int] = {}  # channel -> newest ticket
         self._tickets = itertools.count(1)
         self.waiting = 0
         self.rendered = 0
@@ -271,6 +294,7 @@ class Coalescer:
 
 # --- one request ------------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class ZChoice:
     """Where z comes from: `seed` (drawn from the request's seed, as `ohlora generate` without --z-csv), `file`
@@ -300,15 +324,18 @@ class Spec:
 def _check_keys(body: dict, allowed: set[str], what: str) -> None:
     unknown = sorted(set(body) - allowed)
     if unknown:
-        raise StudioRequestError(f"{what}: unknown field(s) {', '.join(unknown)}; "
-                                 f"expected {', '.join(sorted(allowed))}")
+        raise StudioRequestError(
+            f"{what}: unknown field(s) {', '.join(unknown)}; expected {', '.join(sorted(allowed))}"
+        )
 
 
 def parse_z(value) -> ZChoice:
     """A z choice from the page: {"kind": "seed"} | {"kind": "file", "name": ...} | {"kind": "row", "z": [...]}."""
     if not isinstance(value, dict) or value.get("kind") not in ("seed", "file", "row"):
-        raise StudioRequestError('z must be {"kind": "seed"}, {"kind": "file", "name": "test_z_vector_0001.csv"} or '
-                                 f'{{"kind": "row", "z": [512 numbers]}}; got {str(value)[:80]}')
+        raise StudioRequestError(
+            'z must be {"kind": "seed"}, {"kind": "file", "name": "test_z_vector_0001.csv"} or '
+            f'{{"kind": "row", "z": [512 numbers]}}; got {str(value)[:80]}'
+        )
     if value["kind"] == "file":
         name = value.get("name")
         if not isinstance(name, str) or not Z_FILE.fullmatch(name):
@@ -321,8 +348,7 @@ def parse_z(value) -> ZChoice:
 
 def parse_z_row(values, source: str) -> list[float]:
     """512 finite numbers (JSON numbers, not strings or booleans), else StudioRequestError naming `source`."""
-    if not isinstance(values, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                               for v in values):
+    if not isinstance(values, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
         raise StudioRequestError(f"{source} must be a list of 512 numbers")
     try:
         return validate_z(values, source)
@@ -332,8 +358,9 @@ def parse_z_row(values, source: str) -> list[float]:
 
 def parse_values(value) -> dict[str, float]:
     """Property values in label order (as `ohlora generate` records them), each within PROPERTY_RANGE."""
-    if not isinstance(value, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                              for v in value.values()):
+    if not isinstance(value, dict) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values()
+    ):
         raise StudioRequestError('values must be an object {"eyes": 1.8, ...} of numbers')
     try:
         checked = validate_values(value)
@@ -346,10 +373,15 @@ def parse_spec(body: dict, what: str, extra: set[str] = frozenset()) -> Spec:
     """The request the page sent, every field checked (nothing is loaded or rendered before)."""
     _check_keys(body, {"methods", "values", "z", "seed", "client"} | set(extra), what)
     methods = body.get("methods")
-    if not isinstance(methods, list) or not methods or len(set(map(str, methods))) != len(methods) \
-            or any(m not in METHODS for m in methods):
-        raise StudioRequestError(f"methods must be a list of distinct methods out of {', '.join(METHODS)}; "
-                                 f"got {str(methods)[:80]}")
+    if (
+        not isinstance(methods, list)
+        or not methods
+        or len(set(map(str, methods))) != len(methods)
+        or any(m not in METHODS for m in methods)
+    ):
+        raise StudioRequestError(
+            f"methods must be a list of distinct methods out of {', '.join(METHODS)}; got {str(methods)[:80]}"
+        )
     seed = body.get("seed", 0)
     try:
         seed = validate_count(seed, "seed", 0, MAX_SEED)
@@ -358,8 +390,9 @@ def parse_spec(body: dict, what: str, extra: set[str] = frozenset()) -> Spec:
     client = body.get("client", "page")
     if not isinstance(client, str) or not CLIENT.fullmatch(client):
         raise StudioRequestError("client must be 1..64 letters, digits, - or _")
-    return Spec(tuple(methods), parse_values(body.get("values", {})), parse_z(body.get("z", {"kind": "seed"})), seed,
-                client)
+    return Spec(
+        tuple(methods), parse_values(body.get("values", {})), parse_z(body.get("z", {"kind": "seed"})), seed, client
+    )
 
 
 def boolean(body: dict, name: str, default: bool) -> bool:
@@ -429,19 +462,36 @@ class Studio:
         figures, report_version, report_note = report_figures(self.where)
         methods = []
         for m in self.methods().values():
-            methods.append({"name": m.name, "kind": m.kind, "available": m.available, "reason": m.reason,
-                            "needs": list(m.needs), "sliders": [vars(s) for s in sliders(m.properties,
-                                                                                          m.kind == "directions")],
-                            "report": figures.get(m.name),
-                            "report_note": None if m.name in figures else
-                            (report_note or f"{m.name} is not in the latest controllability report")})
+            methods.append(
+                {
+                    "name": m.name,
+                    "kind": m.kind,
+                    "available": m.available,
+                    "reason": m.reason,
+                    "needs": list(m.needs),
+                    "sliders": [vars(s) for s in sliders(m.properties, m.kind == "directions")],
+                    "report": figures.get(m.name),
+                    "report_note": None
+                    if m.name in figures
+                    else (report_note or f"{m.name} is not in the latest controllability report"),
+                }
+            )
         has_cnn = self.where.has(PropertyScoreCnn)
-        return {"mode": self.where.mode, "notice": SMOKE_NOTICE if self.where.mode == "smoke" else None,
-                "methods": methods, "report_version": report_version, "properties": list(PROPERTIES),
-                "cnn": has_cnn, "cnn_note": None if has_cnn else
-                f"no measured values: materialize {PropertyScoreCnn.NAME}",
-                "z_files": list(self.z_files()), "strip": self.strip_size, "noise": NOISE,
-                "exports": str(self.exports), "device": self.device, "max_seed": MAX_SEED}
+        return {
+            "mode": self.where.mode,
+            "notice": SMOKE_NOTICE if self.where.mode == "smoke" else None,
+            "methods": methods,
+            "report_version": report_version,
+            "properties": list(PROPERTIES),
+            "cnn": has_cnn,
+            "cnn_note": None if has_cnn else f"no measured values: materialize {PropertyScoreCnn.NAME}",
+            "z_files": list(self.z_files()),
+            "strip": self.strip_size,
+            "noise": NOISE,
+            "exports": str(self.exports),
+            "device": self.device,
+            "max_seed": MAX_SEED,
+        }
 
     # -- one request -------------------------------------------------------------------------------------------
     def check(self, spec: Spec) -> None:
@@ -452,8 +502,10 @@ class Studio:
             if not methods[name].available:
                 raise Unavailable(f"{name} is not available: {methods[name].reason}")
         if spec.z.kind == "file" and spec.z.name not in self.z_files():
-            raise StudioRequestError(f"no z file {spec.z.name} in {FINETUNES['v3'].NAME}'s folder; "
-                                     f"there are: {', '.join(self.z_files()) or 'none'}")
+            raise StudioRequestError(
+                f"no z file {spec.z.name} in {FINETUNES['v3'].NAME}'s folder; "
+                f"there are: {', '.join(self.z_files()) or 'none'}"
+            )
 
     def resolve_z(self, choice: ZChoice, seed: int) -> tuple[list[float], str | None, str | None]:
         """(z, its file, the file's sha256), as `ohlora generate` reads them (a row has no file until exported)."""
@@ -466,15 +518,24 @@ class Studio:
             return list(choice.row), None, None
         path = self.z_files().get(choice.name)
         if path is None:
-            raise StudioRequestError(f"no z file {choice.name} in {FINETUNES['v3'].NAME}'s folder; "
-                                     f"there are: {', '.join(self.z_files()) or 'none'}")
+            raise StudioRequestError(
+                f"no z file {choice.name} in {FINETUNES['v3'].NAME}'s folder; "
+                f"there are: {', '.join(self.z_files()) or 'none'}"
+            )
         try:
             return load_z_csv(path).tolist(), str(path), sha256_file(path)
         except GenerationRequestError as exc:
             raise StudioRequestError(str(exc)) from None
 
-    def request(self, method: str, spec: Spec, z: list[float], z_file: str | None = None,
-                z_sha256: str | None = None, n: int = 1) -> tuple[GenerationRequest, Loaded, list[str]]:
+    def request(
+        self,
+        method: str,
+        spec: Spec,
+        z: list[float],
+        z_file: str | None = None,
+        z_sha256: str | None = None,
+        n: int = 1,
+    ) -> tuple[GenerationRequest, Loaded, list[str]]:
         """`method`'s request for the values it takes (the others listed), with its loaded models."""
         m = self.methods()[method]
         if not m.available:
@@ -499,8 +560,9 @@ class Studio:
         z = torch.from_numpy(rows).to(self.device)
         with torch.no_grad():
             if request.method == "finetuned":
-                label = torch.from_numpy(label_vector(request.version, request.values, loaded.G.label_size,
-                                                      request.generator.path)).to(self.device)
+                label = torch.from_numpy(
+                    label_vector(request.version, request.values, loaded.G.label_size, request.generator.path)
+                ).to(self.device)
                 return loaded.G(z, label.expand(len(z), -1), **EVAL_KWARGS)["image"]
             w = loaded.G.mapping(z)["w"].double().cpu().numpy()
             moved = loaded.directions.move(w, dict(request.values), True).astype(np.float32)
@@ -550,12 +612,24 @@ class Studio:
         for method in spec.methods:
             start = time.perf_counter()
             request, image, dropped = self._image(method, spec, z, row)
-            results.append({"method": method, "image": image_url(self._jpeg(image)), "requested": request.values,
-                            "measured": self._measure(image) if measure else None, "not_taken": dropped,
-                            "report": figures.get(method), "smoke": request.is_smoke,
-                            "seconds": round(time.perf_counter() - start, 3)})
-        return {"results": results, "z_norm": float(np.linalg.norm(z)), "cnn": self.models.cnn() is not None,
-                "measured": measure}
+            results.append(
+                {
+                    "method": method,
+                    "image": image_url(self._jpeg(image)),
+                    "requested": request.values,
+                    "measured": self._measure(image) if measure else None,
+                    "not_taken": dropped,
+                    "report": figures.get(method),
+                    "smoke": request.is_smoke,
+                    "seconds": round(time.perf_counter() - start, 3),
+                }
+            )
+        return {
+            "results": results,
+            "z_norm": float(np.linalg.norm(z)),
+            "cnn": self.models.cnn() is not None,
+            "measured": measure,
+        }
 
     def measure(self, spec: Spec) -> dict:
         """The property CNN's values for the images of `spec` (kept from its render, else made again)."""
@@ -564,8 +638,9 @@ class Studio:
         for method in spec.methods:
             start = time.perf_counter()
             _, image, _ = self._image(method, spec, z, row)
-            results.append({"method": method, "measured": self._measure(image),
-                            "seconds": round(time.perf_counter() - start, 3)})
+            results.append(
+                {"method": method, "measured": self._measure(image), "seconds": round(time.perf_counter() - start, 3)}
+            )
         return {"results": results, "cnn": self.models.cnn() is not None}
 
     def strip_rows(self, spec: Spec) -> np.ndarray:
@@ -580,7 +655,7 @@ class Studio:
         renders to the very bytes of its thumbnail)."""
         rows = self.strip_rows(spec)
         request, loaded, _ = self.request(spec.methods[0], spec, [0.0] * 512)
-        images = [image_url(self._jpeg(self._forward(request, loaded, rows[k:k + 1]))) for k in range(len(rows))]
+        images = [image_url(self._jpeg(self._forward(request, loaded, rows[k : k + 1]))) for k in range(len(rows))]
         return {"method": spec.methods[0], "thumbs": images}
 
     def pick(self, spec: Spec, index: int) -> list[float]:
@@ -639,15 +714,32 @@ class Studio:
             except OSError as exc:
                 raise ExportFailed(f"writing {exc.filename or out} failed: {exc.strerror or exc}") from None
             again = folder / f"again-{method}"
-            done.append({"method": method, "folder": str(out), "images": [p.name for p in paths],
-                         "request": str(out / "request.json"), "command": request.command(again),
-                         "replay": shlex.join(["ohlora", "generate", "--request", str(out / "request.json"),
-                                               "--out", str(folder / f"replay-{method}")]),
-                         "not_taken": dropped, "smoke": request.is_smoke})
+            done.append(
+                {
+                    "method": method,
+                    "folder": str(out),
+                    "images": [p.name for p in paths],
+                    "request": str(out / "request.json"),
+                    "command": request.command(again),
+                    "replay": shlex.join(
+                        [
+                            "ohlora",
+                            "generate",
+                            "--request",
+                            str(out / "request.json"),
+                            "--out",
+                            str(folder / f"replay-{method}"),
+                        ]
+                    ),
+                    "not_taken": dropped,
+                    "smoke": request.is_smoke,
+                }
+            )
         return {"folder": str(folder), "z_file": z_file, "n": n, "exports": done}
 
 
 # --- the app ----------------------------------------------------------------------------------------------------
+
 
 def build_app(studio: Studio, max_body: int = DEFAULT_MAX_BODY):
     """The page and its API (see the module docstring), behind the local-server guard."""
@@ -711,10 +803,16 @@ def build_app(studio: Studio, max_body: int = DEFAULT_MAX_BODY):
     async def export_failed(request: Request, exc: ExportFailed) -> Response:
         return JSONResponse({"error": str(exc)}, status_code=500)
 
-    routes = [Route("/", page), Route("/api/info", info), Route("/api/render", render, methods=["POST"]),
-              Route("/api/measure", measure, methods=["POST"]),
-              Route("/api/strip", strip, methods=["POST"]), Route("/api/pick", pick, methods=["POST"]),
-              Route("/api/z", parse_upload, methods=["POST"]), Route("/api/export", export, methods=["POST"])]
+    routes = [
+        Route("/", page),
+        Route("/api/info", info),
+        Route("/api/render", render, methods=["POST"]),
+        Route("/api/measure", measure, methods=["POST"]),
+        Route("/api/strip", strip, methods=["POST"]),
+        Route("/api/pick", pick, methods=["POST"]),
+        Route("/api/z", parse_upload, methods=["POST"]),
+        Route("/api/export", export, methods=["POST"]),
+    ]
     handlers = {**json_error_handlers(), Unavailable: unavailable, ExportFailed: export_failed}
     return guard(Starlette(routes=routes, exception_handlers=handlers), max_body=max_body)
 

@@ -6,6 +6,7 @@ every asset key and smoke and full never share a file or a history, while sharin
 materializes everything. `ohlora_dagster.smoke` and `ohlora_dagster.full` hold the two (workspace.yaml
 loads both); torch is imported inside asset bodies, so loading a location stays fast.
 """
+
 import dagster as dg
 
 from ohlora_dagster.assets import control, filtering, finetune, generation, scores, segmentation

@@ -6,6 +6,7 @@ asks for one GPU (the sharded image stages: one per shard, $OHLORA_SHARDS) and t
 transient failure (a GPU that faulted, a shared volume that blinked) becomes a Dagster retry; everything else
 fails the step at once with its own message (a retry of a bad setting only wastes time).
 """
+
 from __future__ import annotations
 
 import errno
@@ -20,9 +21,12 @@ def k8s_config(gpus: int = 1) -> dict:
     """The pod of a step that uses `gpus` GPUs: that many, and 4 CPU cores and 24 GiB per GPU (JPEG encoding and
     decoding keep up with a GPU on ~4 cores)."""
     return {
-        "container_config": {"resources": {"limits": {"nvidia.com/gpu": gpus},
-                                           "requests": {"nvidia.com/gpu": gpus, "cpu": str(4 * gpus),
-                                                        "memory": f"{24 * gpus}Gi"}}},
+        "container_config": {
+            "resources": {
+                "limits": {"nvidia.com/gpu": gpus},
+                "requests": {"nvidia.com/gpu": gpus, "cpu": str(4 * gpus), "memory": f"{24 * gpus}Gi"},
+            }
+        },
         "pod_spec_config": {"tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]},
     }
 
@@ -31,8 +35,13 @@ GPU_K8S_CONFIG = k8s_config(1)
 GPU_TAGS = {"dagster-k8s/config": GPU_K8S_CONFIG}
 
 TRANSIENT_ERRNOS = {errno.EIO, errno.ESTALE, errno.EAGAIN, errno.ETIMEDOUT, errno.ECONNRESET}
-TRANSIENT_CUDA = ("CUDA error: unspecified launch failure", "CUDA error: an illegal memory access",
-                  "NCCL error", "CUBLAS_STATUS_EXECUTION_FAILED", "cuDNN error: CUDNN_STATUS_EXECUTION_FAILED")
+TRANSIENT_CUDA = (
+    "CUDA error: unspecified launch failure",
+    "CUDA error: an illegal memory access",
+    "NCCL error",
+    "CUBLAS_STATUS_EXECUTION_FAILED",
+    "cuDNN error: CUDNN_STATUS_EXECUTION_FAILED",
+)
 MAX_RETRIES, SECONDS_TO_WAIT = 2, 30
 
 

@@ -1,4 +1,5 @@
 """What an asset's recipe learns from the asset graph: its code version and its upstream data versions."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

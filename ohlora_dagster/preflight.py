@@ -7,6 +7,7 @@ disk and memory for the requested image count. Any problem fails the run with on
 The run's log also says once which mode it runs in, and ends with a summary: each asset materialized, its
 folder, its key figures.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -14,8 +15,10 @@ from pathlib import Path
 
 import dagster as dg
 
-SMOKE_BANNER = ("smoke mode: deterministic random weights and stand-in labels — the images are noise and every "
-                "figure is meaningless; the code paths are the real ones (README 'Full mode' for real checkpoints)")
+SMOKE_BANNER = (
+    "smoke mode: deterministic random weights and stand-in labels — the images are noise and every "
+    "figure is meaningless; the code paths are the real ones (README 'Full mode' for real checkpoints)"
+)
 SUMMARY_FIGURES = 3  # key figures per asset in the end-of-run summary
 SHARDED_ASSETS = {"raw_images", "gender_quality_scores", "segmentation_maps"}  # take settings.shards
 
@@ -37,15 +40,23 @@ def check(mode: str, settings, store, assets: set[str], inputs: dict[str, set[st
         out += shard_problems(settings.shards, settings.shard_devices, settings.resolved_device)
     n_images, n_labelled = settings.counts(mode)
     if n_labelled > n_images:
-        out.append(f"settings.n_labelled={n_labelled} is more than the {n_images} images generated (settings.n_images);"
-                   f" lower n_labelled or raise n_images")
+        out.append(
+            f"settings.n_labelled={n_labelled} is more than the {n_images} images generated (settings.n_images);"
+            f" lower n_labelled or raise n_images"
+        )
     sources, layout = store.sources(mode), store.layout(mode)
-    out += [f"{what} not found at {path} (README 'Full mode': put it there or set the store's path)"
-            for path, what in sources.required_files(assets).items() if not Path(path).is_file()]
+    out += [
+        f"{what} not found at {path} (README 'Full mode': put it there or set the store's path)"
+        for path, what in sources.required_files(assets).items()
+        if not Path(path).is_file()
+    ]
     out += _label_problems(sources, assets, n_images, n_labelled)
-    out += [f"{asset} reads {parent}, which is neither materialized in {mode} mode nor part of this run; add it "
-            f"to the run" for asset in sorted(assets) for parent in sorted(inputs.get(asset, ()))
-            if parent not in assets and not layout.has(ASSET_FILES[parent])]
+    out += [
+        f"{asset} reads {parent}, which is neither materialized in {mode} mode nor part of this run; add it to the run"
+        for asset in sorted(assets)
+        for parent in sorted(inputs.get(asset, ()))
+        if parent not in assets and not layout.has(ASSET_FILES[parent])
+    ]
     return out + budget.problems(assets, n_images, n_labelled, layout.root)
 
 
@@ -84,8 +95,9 @@ class Preflighted(dg.Executor):
         if problems:
             from ohlora_dagster.dagster_workarounds.run_failure import fail_before_any_step
 
-            fail_before_any_step(plan_context, "this run cannot work as configured (nothing was run):\n- "
-                                 + "\n- ".join(problems))
+            fail_before_any_step(
+                plan_context, "this run cannot work as configured (nothing was run):\n- " + "\n- ".join(problems)
+            )
         plan_context.log.info(SMOKE_BANNER if mode == "smoke" else "full mode: real checkpoints (README 'Full mode')")
         done = []
         for event in self.inner.execute(plan_context, execution_plan):
@@ -106,8 +118,9 @@ def _run_checks(plan_context, job, mode: str, keys: set[dg.AssetKey]) -> list[st
     wanted = {k: job.resource_defs[k] for k in ("settings", "store")}
     graph = job.asset_layer.asset_graph
     inputs = {k.path[-1]: {p.path[-1] for p in graph.get(k).parent_keys} - _optional(graph, k) for k in keys}
-    with dg.build_resources(wanted, instance=plan_context.instance,
-                            resource_config={k: config[k] for k in wanted if k in config}) as res:
+    with dg.build_resources(
+        wanted, instance=plan_context.instance, resource_config={k: config[k] for k in wanted if k in config}
+    ) as res:
         return check(mode, res.settings, res.store, {k.path[-1] for k in keys}, inputs)
 
 
@@ -122,10 +135,15 @@ def summary(materializations) -> str:
     lines = ["materialized:"]
     for m in materializations:
         meta = {k: v.value for k, v in m.metadata.items()}
-        figures = [f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in meta.items()
-                   if isinstance(v, (int, float)) and not isinstance(v, bool)][:SUMMARY_FIGURES]
-        lines.append(f"  {m.asset_key.to_user_string():34s} {meta.get('path', '')}" +
-                     (f"  ({', '.join(figures)})" if figures else ""))
+        figures = [
+            f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+            for k, v in meta.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        ][:SUMMARY_FIGURES]
+        lines.append(
+            f"  {m.asset_key.to_user_string():34s} {meta.get('path', '')}"
+            + (f"  ({', '.join(figures)})" if figures else "")
+        )
     return "\n".join(lines)
 
 
@@ -133,8 +151,9 @@ def _requirements(config) -> list:
     return dg.multiple_process_executor_requirements() if "multiprocess" in config else []
 
 
-@dg.executor(name="ohlora_executor", config_schema=dg.multi_or_in_process_executor.config_schema,
-             requirements=_requirements)
+@dg.executor(
+    name="ohlora_executor", config_schema=dg.multi_or_in_process_executor.config_schema, requirements=_requirements
+)
 def ohlora_executor(init_context) -> dg.Executor:
     """In-process or multiprocess as run config says (`execution: config: in_process: {}`), with the preflight."""
     return Preflighted(dg.multi_or_in_process_executor.executor_creation_fn(init_context))

@@ -4,6 +4,7 @@ Every run-config field left unset (None) takes its value from the mode's row her
 `resolve`; asset bodies never branch on the mode. Full mode is the original's choices (its code and
 logs); smoke mode is the same code paths at sizes a 2-core CPU finishes in minutes.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -27,17 +28,28 @@ TABLE: dict[str, dict[str, tuple[Any, Any]]] = {
         "max_epochs": (2, None),
     },
     "gan_v1": {  # the original trained v1 40 epochs and v4 80 before stopping by hand (its logs)
-        "epochs": (1, 40), "max_steps_per_epoch": (2, None), "batch_size": (2, None), "samples_per_label": (1, 10),
+        "epochs": (1, 40),
+        "max_steps_per_epoch": (2, None),
+        "batch_size": (2, None),
+        "samples_per_label": (1, 10),
     },
     "gan_v4": {
-        "epochs": (1, 80), "max_steps_per_epoch": (2, None), "batch_size": (2, None), "samples_per_label": (1, 10),
+        "epochs": (1, 80),
+        "max_steps_per_epoch": (2, None),
+        "batch_size": (2, None),
+        "samples_per_label": (1, 10),
     },
     "cnn_loop": {  # v2
-        "step_groups": (1, 1000), "max_steps_per_group": (2, None), "batch_size": (2, None),
+        "step_groups": (1, 1000),
+        "max_steps_per_group": (2, None),
+        "batch_size": (2, None),
         "samples_per_label": (1, 10),
     },
     "cvae": {  # v3: the original stopped by hand and adopted epoch 5 of 20
-        "epochs": (1, 20), "max_steps_per_epoch": (2, None), "batch_size": (2, None), "test_z": (1, None),
+        "epochs": (1, 20),
+        "max_steps_per_epoch": (2, None),
+        "batch_size": (2, None),
+        "test_z": (1, None),
     },
     "final_samples": {
         "n": (4, 20),

@@ -4,6 +4,7 @@ Dagster has no image metadata type, so pictures are base64 PNGs inside Markdown,
 in the event-log database); the full-size pictures are files next to the artifact. Tables are Markdown of a
 few columns (wide tables are cut to the columns that fit, with a note; the CSV is linked by `path`).
 """
+
 from __future__ import annotations
 
 import base64
@@ -60,10 +61,22 @@ def describe(key: dg.AssetKey, result, digest: str, path: Path, recipe: dict) ->
     metadata = {k: _figure(v) for k, v in result.figures.items()}
     metadata.update({k: markdown_table(v) if len(v) else dg.MetadataValue.md("-") for k, v in result.tables.items()})
     metadata.update({k: markdown_image(picture, title) for k, (picture, title) in result.pictures.items()})
-    metadata.update(path=dg.MetadataValue.path(str(path)), mode=mode, weights=WEIGHTS[mode],
-                    recipe=dg.MetadataValue.json({k: v for k, v in recipe.items() if k != "upstream"}))
-    checks = [dg.AssetCheckResult(asset_key=key, check_name=name, passed=bool(c.passed), metadata=c.metadata,
-                                  severity=dg.AssetCheckSeverity.WARN if c.warn else dg.AssetCheckSeverity.ERROR)
-              for name, c in result.checks.items()]
-    return dg.MaterializeResult(asset_key=key, data_version=dg.DataVersion(digest), metadata=metadata,
-                                check_results=checks)
+    metadata.update(
+        path=dg.MetadataValue.path(str(path)),
+        mode=mode,
+        weights=WEIGHTS[mode],
+        recipe=dg.MetadataValue.json({k: v for k, v in recipe.items() if k != "upstream"}),
+    )
+    checks = [
+        dg.AssetCheckResult(
+            asset_key=key,
+            check_name=name,
+            passed=bool(c.passed),
+            metadata=c.metadata,
+            severity=dg.AssetCheckSeverity.WARN if c.warn else dg.AssetCheckSeverity.ERROR,
+        )
+        for name, c in result.checks.items()
+    ]
+    return dg.MaterializeResult(
+        asset_key=key, data_version=dg.DataVersion(digest), metadata=metadata, check_results=checks
+    )

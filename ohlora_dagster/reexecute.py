@@ -8,6 +8,7 @@ failure). The new run reuses the parent run's config and asset selection, is lin
 child in the UI, and runs in this process with the parent's executor. A run that ended FAILURE or
 CANCELED (e.g. stopped with Ctrl-C while it waited for the gpu slot) can be re-executed from failure.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,10 +27,15 @@ def reexecute(run_id: str, instance: dg.DagsterInstance, from_failure: bool = Tr
     if run is None:
         raise SystemExit(f"{PROG}: no run {run_id!r} in the instance at DAGSTER_HOME")
     if from_failure and run.status not in RESUMABLE:
-        raise SystemExit(f"{PROG}: run {run_id} is {run.status.value}, not FAILURE or CANCELED: nothing to "
-                         "re-execute from failure (use --all to run every step again)")
-    options = (dg.ReexecutionOptions.from_failure(run_id, instance) if from_failure
-               else dg.ReexecutionOptions(parent_run_id=run_id))
+        raise SystemExit(
+            f"{PROG}: run {run_id} is {run.status.value}, not FAILURE or CANCELED: nothing to "
+            "re-execute from failure (use --all to run every step again)"
+        )
+    options = (
+        dg.ReexecutionOptions.from_failure(run_id, instance)
+        if from_failure
+        else dg.ReexecutionOptions(parent_run_id=run_id)
+    )
     return dg.execute_job(job_of(run), instance, reexecution_options=options)
 
 

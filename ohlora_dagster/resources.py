@@ -23,6 +23,7 @@ from pydantic import Field
 
 from ohlora_core.layout import FACEXFORMER_CHECKPOINT, STYLEGAN_CHECKPOINT
 
+
 def _env_shards() -> int:
     from ohlora_core.shards import env_shards
 
@@ -32,23 +33,43 @@ def _env_shards() -> int:
 class RunSettings(dg.ConfigurableResource):
     """What a run asks for. Counts left unset take the mode's preset (ohlora_dagster/presets.py)."""
 
-    seed: int = Field(default=0, ge=0, description="Seed of every random choice: z (with the image index), inits, splits.")
-    device: str = Field(default_factory=lambda: os.environ.get("OHLORA_DEVICE", "auto"),
-                        description="torch device for model work: auto (cuda when available), cpu, cuda, cuda:1, ...")
-    n_images: int | None = Field(default=None, gt=0, description="Images to generate; unset = 10,000 (full) / 40 "
-                                 "(smoke). The run's preflight refuses a count that memory or disk cannot hold.")
-    n_labelled: int | None = Field(default=None, gt=1, description="Hand-labelled images (rows the label CSV must "
-                                   "hold); unset = 2,000 (full) / 30 (smoke).")
+    seed: int = Field(
+        default=0, ge=0, description="Seed of every random choice: z (with the image index), inits, splits."
+    )
+    device: str = Field(
+        default_factory=lambda: os.environ.get("OHLORA_DEVICE", "auto"),
+        description="torch device for model work: auto (cuda when available), cpu, cuda, cuda:1, ...",
+    )
+    n_images: int | None = Field(
+        default=None,
+        gt=0,
+        description="Images to generate; unset = 10,000 (full) / 40 "
+        "(smoke). The run's preflight refuses a count that memory or disk cannot hold.",
+    )
+    n_labelled: int | None = Field(
+        default=None,
+        gt=1,
+        description="Hand-labelled images (rows the label CSV must hold); unset = 2,000 (full) / 30 (smoke).",
+    )
     batch_size: int = Field(default=16, gt=0, le=4096, description="Inference batch size for generation and parsing.")
-    tf32: bool = Field(default=True, description="Let CUDA convolutions use TF32 (PyTorch's default; ~±1 grey level "
-                       "on ~5% of pixels). false = full fp32, matching the CPU/genforce values, ~4.5x slower generation.")
+    tf32: bool = Field(
+        default=True,
+        description="Let CUDA convolutions use TF32 (PyTorch's default; ~±1 grey level "
+        "on ~5% of pixels). false = full fp32, matching the CPU/genforce values, ~4.5x slower generation.",
+    )
 
-    shards: int = Field(default_factory=_env_shards, ge=1, le=256,
-                        description="Worker processes, one per device, for the image stages (raw_images, "
-                        "gender_quality_scores, segmentation_maps); 1 = in the step's own process. The files are the "
-                        "same bytes whatever the count (docs/sharding.md). Unset = $OHLORA_SHARDS or 1.")
-    shard_devices: list[str] | None = Field(default=None, description="One device per shard; unset = cuda:0..N-1 "
-                                            "for a CUDA run, else settings.device N times.")
+    shards: int = Field(
+        default_factory=_env_shards,
+        ge=1,
+        le=256,
+        description="Worker processes, one per device, for the image stages (raw_images, "
+        "gender_quality_scores, segmentation_maps); 1 = in the step's own process. The files are the "
+        "same bytes whatever the count (docs/sharding.md). Unset = $OHLORA_SHARDS or 1.",
+    )
+    shard_devices: list[str] | None = Field(
+        default=None,
+        description="One device per shard; unset = cuda:0..N-1 for a CUDA run, else settings.device N times.",
+    )
 
     @property
     def resolved_device(self) -> str:
@@ -78,15 +99,22 @@ def mode_of(context: dg.AssetExecutionContext) -> str:
 class ArtifactStore(dg.ConfigurableResource):
     """Where artifacts, checkpoints and labels live, and how an asset writes and publishes its outputs."""
 
-    storage_root: str = Field(default_factory=lambda: os.environ.get("OHLORA_STORAGE", ""),
-                              description="Root for models/, labels/ and artifacts/ (absolute, or relative to the "
-                              "repository); unset = $OHLORA_STORAGE or the repository's storage/.")
-    stylegan_checkpoint: str = Field(default=STYLEGAN_CHECKPOINT, description="genforce celeba_partial-256x256 "
-                                     "checkpoint, relative to storage_root.")
-    facexformer_checkpoint: str = Field(default=FACEXFORMER_CHECKPOINT,
-                                        description="Official FaceXFormer checkpoint, relative to storage_root.")
-    hand_labels_csv: str | None = Field(default=None, description="Hand labels (img_name,quality,gender); unset = "
-                                        "labels/synthesize_results_quality_and_gender.csv (full mode).")
+    storage_root: str = Field(
+        default_factory=lambda: os.environ.get("OHLORA_STORAGE", ""),
+        description="Root for models/, labels/ and artifacts/ (absolute, or relative to the "
+        "repository); unset = $OHLORA_STORAGE or the repository's storage/.",
+    )
+    stylegan_checkpoint: str = Field(
+        default=STYLEGAN_CHECKPOINT, description="genforce celeba_partial-256x256 checkpoint, relative to storage_root."
+    )
+    facexformer_checkpoint: str = Field(
+        default=FACEXFORMER_CHECKPOINT, description="Official FaceXFormer checkpoint, relative to storage_root."
+    )
+    hand_labels_csv: str | None = Field(
+        default=None,
+        description="Hand labels (img_name,quality,gender); unset = "
+        "labels/synthesize_results_quality_and_gender.csv (full mode).",
+    )
 
     def layout(self, mode: str):
         from ohlora_core.layout import StorageLayout, storage_root
@@ -106,26 +134,36 @@ class ArtifactStore(dg.ConfigurableResource):
         return Run(layout.mode, layout.root, settings.seed, settings.resolved_device, context.log.info)
 
     # -- the storage protocol --------------------------------------------------------------------------------------
-    def stage(self, context: dg.AssetExecutionContext, item: dict | None = None, key: dg.AssetKey | None = None,
-              **recipe: Any):
+    def stage(
+        self, context: dg.AssetExecutionContext, item: dict | None = None, key: dg.AssetKey | None = None, **recipe: Any
+    ):
         """The recipe folder this materialization of `key` (default: the context's asset) writes into
         (`ohlora_core.store.RecipeDir`). The recipe holds the asset's code version, the data versions of its
         inputs and dependencies, the mode, `recipe` and, for per-image stages, `item` (what fixes each image's
         bytes, which decides what may be reused across recipes; the code version is added to it)."""
         from ohlora_core.store import RecipeDir
-
         from ohlora_dagster.lineage import code_version, upstream_versions
 
         key = key or context.asset_key
         layout = self.layout(key.path[0])
-        full = {**recipe, "version": code_version(context, key), "upstream": upstream_versions(context, key, layout),
-                "mode": layout.mode}
+        full = {
+            **recipe,
+            "version": code_version(context, key),
+            "upstream": upstream_versions(context, key, layout),
+            "mode": layout.mode,
+        }
         if item is not None:
             full["item"] = {**item, "version": full["version"]}
         return RecipeDir(layout.artifact_dir(key.path[-1]), full)
 
-    def stage_halving(self, context: dg.AssetExecutionContext, batch_size: int, item: Callable[[int], dict],
-                      work: Callable[[Any, int], Any], **recipe: Any):
+    def stage_halving(
+        self,
+        context: dg.AssetExecutionContext,
+        batch_size: int,
+        item: Callable[[int], dict],
+        work: Callable[[Any, int], Any],
+        **recipe: Any,
+    ):
         """`work(stage, batch)` in the recipe folder of `item(batch)`; out of GPU memory, again at half the batch
         in that batch's own folder (the result equals a run started there). Returns (stage, result); the batch
         used and the sizes that failed are added to the result's figures."""

@@ -7,6 +7,7 @@
 The command-line twin of the UI's "Unsynced" badges (Dagster's own resolver, through
 ohlora_dagster/dagster_workarounds/stale.py).
 """
+
 import argparse
 import importlib
 from collections.abc import Sequence
@@ -21,15 +22,22 @@ __all__ = ["stale_assets", "main"]
 def _default_location() -> str:
     """The one code location module, or the smoke one where there are one per mode."""
     module = importlib.import_module("ohlora_dagster.definitions")
-    return "ohlora_dagster.definitions" if isinstance(getattr(module, "defs", None), dg.Definitions) \
+    return (
+        "ohlora_dagster.definitions"
+        if isinstance(getattr(module, "defs", None), dg.Definitions)
         else "ohlora_dagster.smoke"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m ohlora_dagster.stale", description=__doc__.split("\n\n")[0])
     parser.add_argument("--selection", action="store_true", help="print only a comma-separated asset selection")
-    parser.add_argument("--location", metavar="MODULE", help="the code location's module (its `defs`); default: "
-                        "ohlora_dagster.definitions, or ohlora_dagster.smoke where each mode has its own")
+    parser.add_argument(
+        "--location",
+        metavar="MODULE",
+        help="the code location's module (its `defs`); default: "
+        "ohlora_dagster.definitions, or ohlora_dagster.smoke where each mode has its own",
+    )
     args = parser.parse_args(argv)
     module = args.location or _default_location()
     try:

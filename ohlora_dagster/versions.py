@@ -10,6 +10,7 @@ the whole affected chain at once, so the UI and `ohlora-stale` show the full bac
 runs (README "Backfill after a score change"). Recipes record the code version too, so a bump never
 reuses outputs made by the old code.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -29,23 +30,41 @@ CONTROL = "1"
 
 def own_versions() -> dict[str, str]:
     """{algorithm: version}, read at call time (a test bumps one with monkeypatch)."""
-    return {"generation": GENERATION, "labels": LABELS, "cnn": GENDER_QUALITY_CNN, "segmentation": SEGMENTATION,
-            "scores_v1": scores_v1.ALGORITHM_VERSION, "scores_v2": scores_v2.ALGORITHM_VERSION,
-            "property_cnn": PROPERTY_CNN, "finetune": FINETUNE, "control": CONTROL}
+    return {
+        "generation": GENERATION,
+        "labels": LABELS,
+        "cnn": GENDER_QUALITY_CNN,
+        "segmentation": SEGMENTATION,
+        "scores_v1": scores_v1.ALGORITHM_VERSION,
+        "scores_v2": scores_v2.ALGORITHM_VERSION,
+        "property_cnn": PROPERTY_CNN,
+        "finetune": FINETUNE,
+        "control": CONTROL,
+    }
 
 
 # which algorithm each asset runs
 ALGORITHM = {
-    "latent_codes": "generation", "raw_images": "generation",
+    "latent_codes": "generation",
+    "raw_images": "generation",
     "hand_labels": "labels",
-    "gender_quality_models": "cnn", "gender_quality_scores": "cnn", "filtered_images": "cnn",
+    "gender_quality_models": "cnn",
+    "gender_quality_scores": "cnn",
+    "filtered_images": "cnn",
     "segmentation_maps": "segmentation",
-    "property_scores_v1": "scores_v1", "property_scores_v2": "scores_v2",
-    "property_score_cnn": "property_cnn", "property_scores_v2_cnn": "property_cnn",
+    "property_scores_v1": "scores_v1",
+    "property_scores_v2": "scores_v2",
+    "property_score_cnn": "property_cnn",
+    "property_scores_v2_cnn": "property_cnn",
     "property_scores_v2_vs_cnn": "property_cnn",
-    "stylegan_finetune_v1": "finetune", "stylegan_finetune_v2": "finetune", "stylegan_finetune_v3": "finetune",
-    "stylegan_finetune_v4": "finetune", "finetuned_samples": "finetune",
-    "latent_w": "control", "latent_directions": "control", "controllability_report": "control",
+    "stylegan_finetune_v1": "finetune",
+    "stylegan_finetune_v2": "finetune",
+    "stylegan_finetune_v3": "finetune",
+    "stylegan_finetune_v4": "finetune",
+    "finetuned_samples": "finetune",
+    "latent_w": "control",
+    "latent_directions": "control",
+    "controllability_report": "control",
 }
 
 

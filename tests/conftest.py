@@ -1,4 +1,5 @@
 """Shared fixtures."""
+
 import json
 import os
 import sys
@@ -119,8 +120,9 @@ def smoke_graph(tmp_path_factory):
     home.mkdir()
     url = postgres_server.start(pg)
     repo = Path(__file__).resolve().parents[1]
-    (home / "dagster.yaml").write_text((repo / "deploy" / "dagster-postgres.yaml").read_text()
-                                       .replace("storage/dagster", str(home)))
+    (home / "dagster.yaml").write_text(
+        (repo / "deploy" / "dagster-postgres.yaml").read_text().replace("storage/dagster", str(home))
+    )
     env = {"DAGSTER_HOME": str(home), "OHLORA_STORAGE": str(root), "DAGSTER_PG_URL": url}
     try:
         (command,) = readme.block("main").commands

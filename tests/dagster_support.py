@@ -1,5 +1,6 @@
 """Running assets of a code location in tests: resources on a temporary storage root, a materialize helper
 and the metadata of a result."""
+
 from __future__ import annotations
 
 import dagster as dg
@@ -19,21 +20,39 @@ def defs_of(mode: str) -> dg.Definitions:
 def resources(root, store: dict | None = None, **settings) -> dict:
     """The location's resources on storage root `root`; settings default to the CPU."""
     artifact_store = ArtifactStore(storage_root=str(root), **(store or {}))
-    return {"settings": RunSettings(**{"device": "cpu", **settings}), "store": artifact_store,
-            "io_manager": ArtifactInputs(store=artifact_store)}
+    return {
+        "settings": RunSettings(**{"device": "cpu", **settings}),
+        "store": artifact_store,
+        "io_manager": ArtifactInputs(store=artifact_store),
+    }
 
 
 def key(mode: str, name: str) -> dg.AssetKey:
     return dg.AssetKey([mode, name])
 
 
-def materialize(mode: str, names, root, instance, *, defs: dg.Definitions | None = None, store: dict | None = None,
-                run_config=None, raise_on_error: bool = True, **settings):
+def materialize(
+    mode: str,
+    names,
+    root,
+    instance,
+    *,
+    defs: dg.Definitions | None = None,
+    store: dict | None = None,
+    run_config=None,
+    raise_on_error: bool = True,
+    **settings,
+):
     """Materialize assets `names` of the `mode` location (their upstream assets must be on disk already)."""
     defs = defs or defs_of(mode)
-    return dg.materialize([*defs.assets, *(defs.asset_checks or [])], selection=[key(mode, n) for n in names],
-                          resources=resources(root, store, **settings), instance=instance, run_config=run_config,
-                          raise_on_error=raise_on_error)
+    return dg.materialize(
+        [*defs.assets, *(defs.asset_checks or [])],
+        selection=[key(mode, n) for n in names],
+        resources=resources(root, store, **settings),
+        instance=instance,
+        run_config=run_config,
+        raise_on_error=raise_on_error,
+    )
 
 
 def meta(result, mode: str, name: str) -> dict:
@@ -47,18 +66,32 @@ def op_config(mode: str, name: str, config) -> dict:
     return {"ops": {name: {"config": config}}}
 
 
-def run_job(mode: str, root, instance, names=None, *, settings: dict | None = None, store: dict | None = None,
-            ops: dict | None = None, executor: str = "in_process"):
+def run_job(
+    mode: str,
+    root,
+    instance,
+    names=None,
+    *,
+    settings: dict | None = None,
+    store: dict | None = None,
+    ops: dict | None = None,
+    executor: str = "in_process",
+):
     """A real run of the location's job (`dg launch`'s path: the ohlora executor with its preflight) in this
     process; `names` selects assets (default: the whole graph)."""
     from dagster._core.definitions.reconstruct import ReconstructableRepository
 
     job = ReconstructableRepository.for_module(f"ohlora_dagster.{mode}", "defs").get_reconstructable_job(
-        "ohlora_pipeline")
-    run_config = {"execution": {"config": {executor: {}}},
-                  "resources": {"settings": {"config": {"device": "cpu", **(settings or {})}},
-                                "store": {"config": {"storage_root": str(root), **(store or {})}}},
-                  "ops": {name: {"config": config} for name, config in (ops or {}).items()}}
+        "ohlora_pipeline"
+    )
+    run_config = {
+        "execution": {"config": {executor: {}}},
+        "resources": {
+            "settings": {"config": {"device": "cpu", **(settings or {})}},
+            "store": {"config": {"storage_root": str(root), **(store or {})}},
+        },
+        "ops": {name: {"config": config} for name, config in (ops or {}).items()},
+    }
     selection = [key(mode, n) for n in names] if names else None
     return dg.execute_job(job, instance, run_config=run_config, asset_selection=selection, raise_on_error=False)
 

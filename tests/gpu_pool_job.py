@@ -6,6 +6,7 @@ sleeps `seconds`, or, given `release`, holds the slot until that file exists. `t
 `first_step`, then `needs_file`, which fails while `<path>` is missing (a run to re-execute from failure).
 `execute_args` gives the `dagster job execute` arguments for a run of gpu_job.
 """
+
 import os
 import time
 from pathlib import Path
@@ -54,11 +55,14 @@ two_step_job = dg.define_asset_job("two_step_job", selection=[first_step, needs_
 defs = dg.Definitions(assets=[holds_gpu, first_step, needs_file], jobs=[gpu_job, two_step_job])
 
 
-def execute_args(home: Path, name: str, seconds: float, marker: str = "", in_process: bool = False,
-                 release: str = "") -> list[str]:
+def execute_args(
+    home: Path, name: str, seconds: float, marker: str = "", in_process: bool = False, release: str = ""
+) -> list[str]:
     """Arguments after `dagster` for run `name` of gpu_job; its run config is written to `home/run-<name>.yaml`."""
     config = Path(home) / f"run-{name}.yaml"
     execution = "execution: {config: {in_process: {}}}\n" if in_process else ""
-    config.write_text(f"ops: {{holds_gpu: {{config: {{seconds: {seconds}, marker: '{marker}', "
-                      f"release: '{release}'}}}}}}\n" + execution)
+    config.write_text(
+        f"ops: {{holds_gpu: {{config: {{seconds: {seconds}, marker: '{marker}', "
+        f"release: '{release}'}}}}}}\n" + execution
+    )
     return ["job", "execute", "-f", __file__, "-j", "gpu_job", "-c", str(config)]

@@ -1,4 +1,5 @@
 """Shared by the labelling tests: a storage with a small raw_images asset, and the server as a user runs it."""
+
 import json
 import os
 import signal
@@ -36,8 +37,10 @@ def make_storage(root, n=N, with_cnn=True, labelled_then=()):
         scores = GenderQualityScores(stage.open())
         scored = [i for i in range(n) if i not in labelled_then]
         for prop in ("gender", "quality"):
-            atomic_write_csv(scores.inference(prop), pd.DataFrame({
-                "img_no": scored, f"property_{prop}_final_score": np.linspace(0.02, 0.98, n)[scored]}))
+            atomic_write_csv(
+                scores.inference(prop),
+                pd.DataFrame({"img_no": scored, f"property_{prop}_final_score": np.linspace(0.02, 0.98, n)[scored]}),
+            )
         atomic_write_csv(scores.table, pd.DataFrame({"img_no": range(n), "gender_score": 0.5, "quality_score": 0.5}))
         stage.promote([])
     return RawImages(root / "artifacts" / "smoke" / "raw_images" / "current")
@@ -50,8 +53,11 @@ def free_port() -> int:
 
 
 def post(port, body):
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/api/label", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/label",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     return json.loads(urllib.request.urlopen(req, timeout=10).read())
 
 
@@ -62,9 +68,13 @@ def label_command(root, *args) -> list[str]:
 
 def start_server(root, port, *args):
     """`ohlora label` as a user starts it, in its own process group; returns once it answers."""
-    proc = subprocess.Popen(label_command(root, "--port", port, "--expected", 10, *args),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True, text=True)
+    proc = subprocess.Popen(
+        label_command(root, "--port", port, "--expected", 10, *args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        text=True,
+    )
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
@@ -75,5 +85,3 @@ def start_server(root, port, *args):
             time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     raise AssertionError("the label server did not start")
-
-

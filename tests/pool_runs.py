@@ -2,6 +2,7 @@
 start a run that holds the gpu slot, start one that waits for it, interrupt the waiting one. Everything waits
 on observable state (a marker file, the pool's queue, a process exit) with generous deadlines.
 """
+
 from __future__ import annotations
 
 import os
@@ -12,7 +13,6 @@ import time
 from pathlib import Path
 
 import dagster as dg
-
 from gpu_pool_job import execute_args
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,8 +29,15 @@ def _default_signals() -> None:
 def start(cmd: list[str], env: dict, log: Path, groups: list) -> subprocess.Popen:
     """Start `cmd` in its own process group (so a test can kill all of it), output to `log`."""
     with open(log, "w") as f:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT,
-                                start_new_session=True, preexec_fn=_default_signals)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=REPO,
+            env=env,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_default_signals,
+        )
     groups.append(proc)
     return proc
 
@@ -60,8 +67,12 @@ def dg_launch_cmd(home: Path, name: str, **kwargs) -> list[str]:
 def hold_slot(home: Path, env: dict, name: str, groups: list, instance: dg.DagsterInstance):
     """Start a run whose step holds the gpu slot until `release_path` exists; returns (proc, run id, release_path)."""
     marker, release = home / f"{name}.holding", home / f"{name}.release"
-    proc = start(dagster_cmd(home, name, marker=str(marker), release=str(release), in_process=True), env,
-                 home / f"{name}.log", groups)
+    proc = start(
+        dagster_cmd(home, name, marker=str(marker), release=str(release), in_process=True),
+        env,
+        home / f"{name}.log",
+        groups,
+    )
     wait_for(lambda: marker.exists() or proc.poll() is not None, f"{name} to hold the gpu slot")
     assert proc.poll() is None, (home / f"{name}.log").read_text()
     (slot,) = instance.event_log_storage.get_concurrency_info("gpu").claimed_slots
@@ -74,8 +85,9 @@ def waiting_run_ids(instance: dg.DagsterInstance) -> set[str]:
     return {step.run_id for step in info.pending_steps if step.assigned_timestamp is None}
 
 
-def stop_waiting_run(home: Path, env: dict, name: str, groups: list, instance: dg.DagsterInstance,
-                     cmd: list[str], signum: int) -> tuple[str, float, str]:
+def stop_waiting_run(
+    home: Path, env: dict, name: str, groups: list, instance: dg.DagsterInstance, cmd: list[str], signum: int
+) -> tuple[str, float, str]:
     """Start `cmd` (a run of gpu_job), wait until it waits for the slot, send it `signum`, wait for its exit.
     Returns (its run id, seconds from the signal to its exit, its output); asserts it exited non-zero."""
     before = waiting_run_ids(instance)
@@ -89,8 +101,10 @@ def stop_waiting_run(home: Path, env: dict, name: str, groups: list, instance: d
         proc.wait(timeout=STOPS_WITHIN)
     except subprocess.TimeoutExpired:
         kill_group(proc)
-        raise AssertionError(f"{name} ignored {signal.Signals(signum).name}: still waiting after {STOPS_WITHIN} s:\n"
-                             + (home / f"{name}.log").read_text()[-3000:]) from None
+        raise AssertionError(
+            f"{name} ignored {signal.Signals(signum).name}: still waiting after {STOPS_WITHIN} s:\n"
+            + (home / f"{name}.log").read_text()[-3000:]
+        ) from None
     took, output = time.monotonic() - sent, (home / f"{name}.log").read_text()
     assert proc.returncode != 0, output
     return run_id, took, output

@@ -9,6 +9,7 @@ refuses root).
 `halt` / `resume` stop the server as a crash would (immediate shutdown) and start it again on the same port and
 data, for the database-outage test.
 """
+
 from __future__ import annotations
 
 import getpass
@@ -53,8 +54,19 @@ def start(folder: Path) -> str:
 def resume(folder: Path) -> None:
     """Start the server of `folder` (again), on its port, and wait until it accepts connections."""
     port = (folder / "port").read_text()
-    _as_db_user([_bin("pg_ctl"), "-D", str(folder / "db"), "-l", str(folder / "log"), "-w",
-                 "-o", f"-p {port} -k {folder} -h 127.0.0.1", "start"])
+    _as_db_user(
+        [
+            _bin("pg_ctl"),
+            "-D",
+            str(folder / "db"),
+            "-l",
+            str(folder / "log"),
+            "-w",
+            "-o",
+            f"-p {port} -k {folder} -h 127.0.0.1",
+            "start",
+        ]
+    )
 
 
 def halt(folder: Path) -> None:

@@ -1,4 +1,5 @@
 """CPU time of a process group from /proc (Linux), for tests/test_instance.py and bench/pool_wait.py."""
+
 import os
 from pathlib import Path
 

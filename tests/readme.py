@@ -5,6 +5,7 @@ Each ```bash block is preceded by `<!-- readme-test: NAME (why) -->`: `skip` blo
 The one liberty taken: `DAGSTER_HOME=$PWD` becomes the test's temporary instance folder (the repository's own
 `storage/dagster/` stays untouched); OHLORA_STORAGE points at a temporary storage root likewise.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,8 +31,11 @@ class Block:
     def commands(self) -> list[str]:
         """The block's commands: comment lines dropped, backslash continuations joined."""
         joined = re.sub(r"\\\n\s*", "", self.text)
-        return [line.split("  #")[0].strip() for line in joined.splitlines()
-                if line.strip() and not line.strip().startswith("#")]
+        return [
+            line.split("  #")[0].strip()
+            for line in joined.splitlines()
+            if line.strip() and not line.strip().startswith("#")
+        ]
 
 
 def blocks(text: str | None = None) -> list[Block]:
@@ -61,10 +65,12 @@ def table_row(first_cell: str) -> list[str]:
 def run(command: str, env: dict, cwd: Path = REPO, timeout: int = 900) -> subprocess.CompletedProcess:
     """One README command in bash, as a user types it (with the test's DAGSTER_HOME, see the module doc)."""
     command = command.replace("DAGSTER_HOME=$PWD ", "")
-    done = subprocess.run(["bash", "-c", command], cwd=cwd, env={**os.environ, **env}, capture_output=True, text=True,
-                          timeout=timeout)
-    assert done.returncode == 0, f"README command failed ({done.returncode}): {command}\n{done.stdout[-3000:]}" \
-                                 f"\n{done.stderr[-5000:]}"
+    done = subprocess.run(
+        ["bash", "-c", command], cwd=cwd, env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, (
+        f"README command failed ({done.returncode}): {command}\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    )
     return done
 
 

@@ -7,6 +7,7 @@ v1 and v3 take the 7 labels, v4 eyes, mouth and pose; v2 is left out (the page m
 are fitted (`fit_directions`, ridge) on w of a narrow pretrained generator that latent_w names by path, the
 property CNN is the real PropertyScoreCNN with seeded weights, and the report holds v1, v3 and directions
 (not v4: "not in the latest report")."""
+
 from __future__ import annotations
 
 import os
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ohlora_core.artifacts import (FINETUNES, ControllabilityReport, LatentDirections, LatentW, PropertyScoreCnn)
+from ohlora_core.artifacts import FINETUNES, ControllabilityReport, LatentDirections, LatentW, PropertyScoreCnn
 from ohlora_core.directions import fit_directions, save_directions
 from ohlora_core.io import atomic_save_npy, atomic_torch_save, atomic_write_csv, sha256_file
 from ohlora_core.scores.common import SCORE_NAMES
@@ -30,14 +31,46 @@ from ohlora_core.stylegan import smoke_generator
 
 NARROW = dict(w_space_dim=32, mapping_fmaps=32, fmaps_base=2048, fmaps_max=32)
 LABELS = {"v1": 7, "v3": 7, "v4": 3}
-REPORT = pd.DataFrame([
-    {"method": "v1", "z": 4, "pass_share": 0.25, "eyes_corr": 0.81, "eyes_mae": 0.9, "mouth_corr": 0.7,
-     "mouth_mae": 0.65, "pose_corr": 0.88, "pose_mae": 1.1, "seconds_per_image": 0.5},
-    {"method": "v3", "z": 4, "pass_share": 0.75, "eyes_corr": 0.91, "eyes_mae": 0.4, "mouth_corr": 0.87,
-     "mouth_mae": 0.5, "pose_corr": 0.93, "pose_mae": 0.8, "seconds_per_image": 0.5},
-    {"method": "directions", "z": 4, "pass_share": 0.0, "eyes_corr": float("nan"), "eyes_mae": 1.7,
-     "mouth_corr": 0.2, "mouth_mae": 1.3, "pose_corr": 0.4, "pose_mae": 2.0, "seconds_per_image": 0.4},
-])
+REPORT = pd.DataFrame(
+    [
+        {
+            "method": "v1",
+            "z": 4,
+            "pass_share": 0.25,
+            "eyes_corr": 0.81,
+            "eyes_mae": 0.9,
+            "mouth_corr": 0.7,
+            "mouth_mae": 0.65,
+            "pose_corr": 0.88,
+            "pose_mae": 1.1,
+            "seconds_per_image": 0.5,
+        },
+        {
+            "method": "v3",
+            "z": 4,
+            "pass_share": 0.75,
+            "eyes_corr": 0.91,
+            "eyes_mae": 0.4,
+            "mouth_corr": 0.87,
+            "mouth_mae": 0.5,
+            "pose_corr": 0.93,
+            "pose_mae": 0.8,
+            "seconds_per_image": 0.5,
+        },
+        {
+            "method": "directions",
+            "z": 4,
+            "pass_share": 0.0,
+            "eyes_corr": float("nan"),
+            "eyes_mae": 1.7,
+            "mouth_corr": 0.2,
+            "mouth_mae": 1.3,
+            "pose_corr": 0.4,
+            "pose_mae": 2.0,
+            "seconds_per_image": 0.4,
+        },
+    ]
+)
 
 
 def _asset(root: Path, cls, write, recipe: dict | None = None) -> Path:
@@ -79,8 +112,9 @@ def _directions(root: Path) -> None:
         atomic_save_npy(files.w, w)
         return [files.w.name]
 
-    recipe = RecipeDir(root / "artifacts" / "smoke" / LatentW.NAME,
-                       {"weights": f"{pretrained} (sha256 {sha256_file(pretrained)})"})  # as the asset records it
+    recipe = RecipeDir(
+        root / "artifacts" / "smoke" / LatentW.NAME, {"weights": f"{pretrained} (sha256 {sha256_file(pretrained)})"}
+    )  # as the asset records it
     files = LatentW(recipe.open())
     recipe.promote(write_w(files))
 
@@ -127,8 +161,17 @@ def make_storage(root: Path, versions=("v1", "v3", "v4"), directions=True, cnn=T
 
 def studio_command(root, *args) -> list[str]:
     """`ohlora studio` for a storage root, as a user types it (the module, so the test's interpreter runs it)."""
-    return [sys.executable, "-m", "ohlora_core.cli", "studio", "--storage", str(root), "--device", "cpu",
-            *map(str, args)]
+    return [
+        sys.executable,
+        "-m",
+        "ohlora_core.cli",
+        "studio",
+        "--storage",
+        str(root),
+        "--device",
+        "cpu",
+        *map(str, args),
+    ]
 
 
 def server_env() -> dict:
@@ -140,8 +183,14 @@ def server_env() -> dict:
 
 def start_server(root, port, *args):
     """`ohlora studio` in its own process group (`server_env`); returns once it answers."""
-    proc = subprocess.Popen(studio_command(root, "--port", port, *args), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True, text=True, env=server_env())
+    proc = subprocess.Popen(
+        studio_command(root, "--port", port, *args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        text=True,
+        env=server_env(),
+    )
     deadline = time.time() + 90
     while time.time() < deadline:
         try:

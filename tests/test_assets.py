@@ -1,5 +1,6 @@
 """Asset-level tests: one asset (or one stage) materialized on prepared upstream artifacts (tests/upstream.py),
 through Dagster with the location's resources — no run of the graph above it."""
+
 import json
 
 import dagster as dg
@@ -25,6 +26,7 @@ def _recipe(root, files_cls, mode=SMOKE) -> dict:
 
 # -- filtering ---------------------------------------------------------------------------------------------------
 
+
 def test_filtering_trains_scores_filters_and_reuses_a_trained_recipe(tmp_path):
     upstream.raw_images(tmp_path, SMOKE, n=14)
     upstream.hand_labels(tmp_path, SMOKE, n_labelled=12)
@@ -32,8 +34,9 @@ def test_filtering_trains_scores_filters_and_reuses_a_trained_recipe(tmp_path):
     stage = ["gender_quality_models", "gender_quality_scores", "filtered_images"]
     with dg.instance_for_test() as instance:
         result = materialize(SMOKE, stage, tmp_path, instance, run_config=quick, n_images=14, n_labelled=12)
-        again = materialize(SMOKE, ["gender_quality_models"], tmp_path, instance, run_config=quick, n_images=14,
-                            n_labelled=12)
+        again = materialize(
+            SMOKE, ["gender_quality_models"], tmp_path, instance, run_config=quick, n_images=14, n_labelled=12
+        )
         records = instance.fetch_materializations(dg.AssetKey([SMOKE, "gender_quality_models"]), limit=2).records
         lines = [r.user_message for r in instance.all_logs(again.run_id)]
     # the same labels, images and settings: the trained models are verified and kept, the data version unchanged
@@ -41,7 +44,8 @@ def test_filtering_trains_scores_filters_and_reuses_a_trained_recipe(tmp_path):
     assert any("already trained" in line and "not retraining" in line for line in lines)
     models = _current(tmp_path, a.GenderQualityModels)
     assert sorted(p.name for p in (models.dir / "models").iterdir()) == sorted(
-        f"{p}_model_{k}.pt" for p in ("gender", "quality") for k in range(5))
+        f"{p}_model_{k}.pt" for p in ("gender", "quality") for k in range(5)
+    )
     assert "not enforced" in meta(result, SMOKE, "gender_quality_models")["thresholds"]
     assert "| property | fold_no | attempt |" in meta(result, SMOKE, "gender_quality_models")["folds"]
     scores = pd.read_csv(_current(tmp_path, a.GenderQualityScores).table, index_col=0)
@@ -85,8 +89,13 @@ def test_the_property_cnn_trains_predicts_and_compares(parsed):
     upstream.score_table(parsed, SMOKE, a.PropertyScoresV2, NUMBERS)
     run_config = {"ops": {"property_score_cnn": {"config": {"max_epochs": 1}}}}
     with dg.instance_for_test() as instance:
-        result = materialize(SMOKE, ["property_score_cnn", "property_scores_v2_cnn", "property_scores_v2_vs_cnn"],
-                             parsed, instance, run_config=run_config)
+        result = materialize(
+            SMOKE,
+            ["property_score_cnn", "property_scores_v2_cnn", "property_scores_v2_vs_cnn"],
+            parsed,
+            instance,
+            run_config=run_config,
+        )
     preds = pd.read_csv(_current(parsed, a.PropertyScoresV2Cnn).table)
     assert preds["img_no"].tolist() == NUMBERS and preds[list(SCORE_COLUMNS)].notna().all().all()
     summary = pd.read_csv(_current(parsed, a.PropertyScoresV2VsCnn).summary)
@@ -114,8 +123,9 @@ GAN_QUICK = {"epochs": 1, "max_steps_per_epoch": 1, "batch_size": 2, "samples_pe
 def test_v1_and_v4_train_from_the_checkpoint_and_v1_and_write_the_originals_files(labelled):
     ops = {"stylegan_finetune_v1": {"config": GAN_QUICK}, "stylegan_finetune_v4": {"config": GAN_QUICK}}
     with dg.instance_for_test() as instance:
-        result = materialize(FULL, ["stylegan_finetune_v1", "stylegan_finetune_v4"], labelled, instance,
-                             run_config={"ops": ops})
+        result = materialize(
+            FULL, ["stylegan_finetune_v1", "stylegan_finetune_v4"], labelled, instance, run_config={"ops": ops}
+        )
     from ohlora_core.stylegan import load_generator
 
     for version, labels in (("v1", 7), ("v4", 3)):
@@ -132,14 +142,20 @@ def test_v2_trains_through_the_property_cnn_from_v1(labelled):
     upstream.property_score_cnn(labelled, FULL)
     config = {"step_groups": 1, "max_steps_per_group": 1, "batch_size": 2, "cnn_eval": True}
     with dg.instance_for_test() as instance:
-        result = materialize(FULL, ["stylegan_finetune_v2"], labelled, instance,
-                             run_config={"ops": {"stylegan_finetune_v2": {"config": config}}})
+        result = materialize(
+            FULL,
+            ["stylegan_finetune_v2"],
+            labelled,
+            instance,
+            run_config={"ops": {"stylegan_finetune_v2": {"config": config}}},
+        )
     m = meta(result, FULL, "stylegan_finetune_v2")
     assert m["steps"] == 1 and m["epochs_run"] == 1 and m["best_epoch"] == 0
     assert _current(labelled, a.StyleganFinetuneV2, FULL).generator.is_file()
 
 
 # -- control -----------------------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def controllable(tmp_path):
@@ -160,8 +176,13 @@ REPORT = {"ops": {"controllability_report": {"config": {"z": 1, "stride": 25}}}}
 
 def test_the_report_compares_every_present_method_and_says_why_one_is_missing(controllable):
     with dg.instance_for_test() as instance:
-        result = materialize(SMOKE, ["latent_w", "latent_directions", "controllability_report"], controllable,
-                             instance, run_config=REPORT)
+        result = materialize(
+            SMOKE,
+            ["latent_w", "latent_directions", "controllability_report"],
+            controllable,
+            instance,
+            run_config=REPORT,
+        )
     m = meta(result, SMOKE, "controllability_report")
     assert m["methods"] == "v1, v3, v4, directions" and m["skipped"] == "v2: stylegan_finetune_v2 not materialized"
     assert m["z_per_method"] == 1 and m["combinations_per_z"] == 2 and "meaningless" in m["note"]
@@ -178,8 +199,13 @@ def test_a_bumped_control_version_changes_the_reports_recipe_key(controllable, m
     from ohlora_dagster.definitions import location
 
     with dg.instance_for_test() as instance:
-        materialize(SMOKE, ["latent_w", "latent_directions", "controllability_report"], controllable, instance,
-                    run_config=REPORT)
+        materialize(
+            SMOKE,
+            ["latent_w", "latent_directions", "controllability_report"],
+            controllable,
+            instance,
+            run_config=REPORT,
+        )
         before = _current(controllable, a.ControllabilityReport).dir.resolve().name
         assert _recipe(controllable, a.ControllabilityReport)["version"].split("+")[1] == "control-1"
         monkeypatch.setattr(versions, "CONTROL", "2")
@@ -189,5 +215,7 @@ def test_a_bumped_control_version_changes_the_reports_recipe_key(controllable, m
     assert after != before and "control-2" in _recipe(controllable, a.ControllabilityReport)["version"]
     graph = bumped.resolve_asset_graph()
     assert "control-2" in graph.get(dg.AssetKey([SMOKE, "controllability_report"])).code_version
-    assert "control-1" in defs_of(SMOKE).resolve_asset_graph().get(
-        dg.AssetKey([SMOKE, "controllability_report"])).code_version
+    assert (
+        "control-1"
+        in defs_of(SMOKE).resolve_asset_graph().get(dg.AssetKey([SMOKE, "controllability_report"])).code_version
+    )

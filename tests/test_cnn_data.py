@@ -1,4 +1,5 @@
 """Decode-once image bank: same pixels/float values as the original's read_image -> ToPILImage -> ToTensor."""
+
 import cv2
 import numpy as np
 import pytest
@@ -29,8 +30,8 @@ def test_decode_matches_original_transform(tmp_path):
     norm = transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
     for i, p in enumerate(paths):
         ref = orig(read_image(str(p)))
-        assert torch.equal(to_unit_float(bank[i:i + 1])[0], ref)
-        assert torch.equal(to_signed_float(bank[i:i + 1])[0], norm(ref))
+        assert torch.equal(to_unit_float(bank[i : i + 1])[0], ref)
+        assert torch.equal(to_signed_float(bank[i : i + 1])[0], norm(ref))
 
 
 def test_decode_errors_name_the_file(tmp_path):

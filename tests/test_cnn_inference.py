@@ -1,11 +1,19 @@
 """Ensemble scoring (eval mode), original rounding, score table, labels-vs-CNN merge and the filter."""
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from ohlora_core.cnn.inference import (combine_with_labels, ensemble_from_raw, filter_images, inference_table,
-                                       load_fold_models, python_round, score_images)
+from ohlora_core.cnn.inference import (
+    combine_with_labels,
+    ensemble_from_raw,
+    filter_images,
+    inference_table,
+    load_fold_models,
+    python_round,
+    score_images,
+)
 from ohlora_core.cnn.models import QualityCNN
 from ohlora_core.io import CheckpointError, atomic_torch_save
 
@@ -55,7 +63,9 @@ def test_inference_table_combine_and_filter():
     raw_q = np.array([[0.95] * 5, [0.99] * 5, [0.9] * 5])
     g = inference_table("gender", [2, 3, 4], ["p2", "p3", "p4"], ensemble_from_raw(raw_g))
     q = inference_table("quality", [2, 3, 4], ["p2", "p3", "p4"], ensemble_from_raw(raw_q))
-    assert g.columns.tolist() == ["img_no", "img_path", "property_gender_final_score"] + [f"score_model_{k}" for k in range(5)]
+    assert g.columns.tolist() == ["img_no", "img_path", "property_gender_final_score"] + [
+        f"score_model_{k}" for k in range(5)
+    ]
     labels = pd.DataFrame({"img_no": [0, 1], "gender": [1, 0], "quality": [1, 1]})
     df = combine_with_labels(labels, g, q, [f"p{i}" for i in range(5)])
     assert df.columns.tolist()[:5] == ["img_no", "img_path", "gender_score", "quality_score", "source"]

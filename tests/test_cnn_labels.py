@@ -1,4 +1,5 @@
 """Hand-label CSV validation and smoke stand-in labels."""
+
 import numpy as np
 import pytest
 
@@ -24,17 +25,20 @@ def test_round_trip_csv(tmp_path):
     assert load_hand_labels(_write(tmp_path, write_hand_labels_csv(df)), 20).equals(df)
 
 
-@pytest.mark.parametrize("text, pattern", [
-    ("img_name,gender\n0,1\n", r"missing column\(s\) \['quality'\]"),
-    ("img_name,quality,gender\n0,1,1\n1,2,0\n2,1,0\n", r"quality must be 0 or 1 at line\(s\) 3 "),
-    ("img_name,quality,gender\n0,1,1\n1,1,\n", r"gender must be 0 or 1 at line\(s\) 3 "),
-    ("img_name,quality,gender\n0,1,1\n1,1,0\n1,0,0\n", r"duplicate image number\(s\) \[1\] at line\(s\) 3, 4"),
-    ("img_name,quality,gender\n0,1,1\n10,1,0\n", r"\[10\] outside 0..9 at line\(s\) 3"),
-    ("img_name,quality,gender\n0,1,1\n-1,1,0\n", r"img_name must be an image number .* line\(s\) 3 "),
-    ("img_name,quality,gender\nabc.jpg,1,1\n", r"img_name must be an image number .* line\(s\) 2 "),
-    ("img_name,quality,gender\n", r"no label rows"),
-    ("", r"cannot parse as CSV"),
-])
+@pytest.mark.parametrize(
+    "text, pattern",
+    [
+        ("img_name,gender\n0,1\n", r"missing column\(s\) \['quality'\]"),
+        ("img_name,quality,gender\n0,1,1\n1,2,0\n2,1,0\n", r"quality must be 0 or 1 at line\(s\) 3 "),
+        ("img_name,quality,gender\n0,1,1\n1,1,\n", r"gender must be 0 or 1 at line\(s\) 3 "),
+        ("img_name,quality,gender\n0,1,1\n1,1,0\n1,0,0\n", r"duplicate image number\(s\) \[1\] at line\(s\) 3, 4"),
+        ("img_name,quality,gender\n0,1,1\n10,1,0\n", r"\[10\] outside 0..9 at line\(s\) 3"),
+        ("img_name,quality,gender\n0,1,1\n-1,1,0\n", r"img_name must be an image number .* line\(s\) 3 "),
+        ("img_name,quality,gender\nabc.jpg,1,1\n", r"img_name must be an image number .* line\(s\) 2 "),
+        ("img_name,quality,gender\n", r"no label rows"),
+        ("", r"cannot parse as CSV"),
+    ],
+)
 def test_bad_csv_names_file_and_line(tmp_path, text, pattern):
     path = _write(tmp_path, text)
     with pytest.raises(LabelError, match=pattern) as info:
@@ -57,18 +61,28 @@ def test_smoke_labels_deterministic_both_classes():
     assert set(np.unique(smoke_labels(2, 0)["gender"])) == {0, 1}
 
 
-@pytest.mark.parametrize("text, pattern", [
-    # issue 17 finding 6: blank lines and quoted line breaks used to shift the reported line
-    ("img_name,quality,gender\n0,1,1\n\n\n1,2,0\n", r"quality must be 0 or 1 at line\(s\) 5 "),
-    ('img_name,quality,gender\n"0\n",1,1\n1,1,x\n', r"gender must be 0 or 1 at line\(s\) 4 "),
-    ('img_name,quality,gender\n"0\n",1,1\n\n1,1,0\n1,1,1\n', r"duplicate image number\(s\) \[1\] at line\(s\) 5, 6"),
-    ("img_name,quality,gender\n0,1,1\n1,1,0,7\n",
-     r"expected 3 fields \(img_name,quality,gender\) on every line; line 3 has 4"),
-    ("img_name,quality,img_name\n0,1,1\n", r"line 1: the header names \['img_name'\] more than once"),
-    ('img_name,quality,gender\n0,1,1\n"1,1,0\n',
-     r"cannot parse as CSV at line 3: .*quote opened there is never closed"),
-    ('img_name,quality,gender\n0,1,1\n\n"1"x,1,0\n', r"cannot parse as CSV at line 4: ',' expected after '\"'"),
-])
+@pytest.mark.parametrize(
+    "text, pattern",
+    [
+        # issue 17 finding 6: blank lines and quoted line breaks used to shift the reported line
+        ("img_name,quality,gender\n0,1,1\n\n\n1,2,0\n", r"quality must be 0 or 1 at line\(s\) 5 "),
+        ('img_name,quality,gender\n"0\n",1,1\n1,1,x\n', r"gender must be 0 or 1 at line\(s\) 4 "),
+        (
+            'img_name,quality,gender\n"0\n",1,1\n\n1,1,0\n1,1,1\n',
+            r"duplicate image number\(s\) \[1\] at line\(s\) 5, 6",
+        ),
+        (
+            "img_name,quality,gender\n0,1,1\n1,1,0,7\n",
+            r"expected 3 fields \(img_name,quality,gender\) on every line; line 3 has 4",
+        ),
+        ("img_name,quality,img_name\n0,1,1\n", r"line 1: the header names \['img_name'\] more than once"),
+        (
+            'img_name,quality,gender\n0,1,1\n"1,1,0\n',
+            r"cannot parse as CSV at line 3: .*quote opened there is never closed",
+        ),
+        ('img_name,quality,gender\n0,1,1\n\n"1"x,1,0\n', r"cannot parse as CSV at line 4: ',' expected after '\"'"),
+    ],
+)
 def test_reported_lines_are_the_lines_an_editor_shows(tmp_path, text, pattern):
     path = _write(tmp_path, text)
     with pytest.raises(LabelError, match=pattern) as info:

@@ -1,4 +1,5 @@
 """Layer shapes / state_dict keys equal the original modules; crops and output shapes."""
+
 import json
 from pathlib import Path
 
@@ -24,16 +25,27 @@ def test_flatten_sizes():
     assert QualityCNN().fc1[0].in_features == 12288 == 256 * 4 * 12
     m = PropertyScoreCNN()
     got = {name: getattr(m, name).fc1[0].in_features for name, *_ in PROPERTY_HEADS}
-    assert got == {"eyes_score_cnn": 7168, "hair_color_score_cnn": 4608, "hair_length_score_cnn": 6144,
-                   "mouth_score_cnn": 3072, "pose_score_cnn": 10752, "background_score_cnn": 6144}
+    assert got == {
+        "eyes_score_cnn": 7168,
+        "hair_color_score_cnn": 4608,
+        "hair_length_score_cnn": 6144,
+        "mouth_score_cnn": 3072,
+        "pose_score_cnn": 10752,
+        "background_score_cnn": 6144,
+    }
     assert m.background_score_cnn.fc_final.out_features == 2
 
 
 def test_property_crop_regions():
     regions = {name: (r.start, r.stop, c.start, c.stop) for name, r, c, _, _ in PROPERTY_HEADS}
-    assert regions == {"eyes_score_cnn": (96, 144, 64, 192), "hair_color_score_cnn": (0, 256, 0, 256),
-                       "hair_length_score_cnn": (128, 256, 0, 256), "mouth_score_cnn": (160, 208, 96, 160),
-                       "pose_score_cnn": (112, 160, 88, 168), "background_score_cnn": (0, 128, 0, 256)}
+    assert regions == {
+        "eyes_score_cnn": (96, 144, 64, 192),
+        "hair_color_score_cnn": (0, 256, 0, 256),
+        "hair_length_score_cnn": (128, 256, 0, 256),
+        "mouth_score_cnn": (160, 208, 96, 160),
+        "pose_score_cnn": (112, 160, 88, 168),
+        "background_score_cnn": (0, 128, 0, 256),
+    }
     assert conv_output_shape(PROPERTY_HEADS[4][3], 48, 80) == (128, 6, 14)
 
 

@@ -1,15 +1,23 @@
 """Property-score CNN: training via the shared loop, predictions, v2-vs-CNN comparison."""
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from ohlora_core.cnn.property_cnn import (PROPERTIES, SCORE_COLUMNS, compare_v2_vs_cnn, predict_property_scores,
-                                          property_scores_table, regression_metrics, split_90_10,
-                                          train_property_score_cnn)
 from ohlora_core.artifacts import PropertyScoreCnn
-from ohlora_core.io import load_checkpoint, load_state_dict_strict
 from ohlora_core.cnn.models import PropertyScoreCNN
+from ohlora_core.cnn.property_cnn import (
+    PROPERTIES,
+    SCORE_COLUMNS,
+    compare_v2_vs_cnn,
+    predict_property_scores,
+    property_scores_table,
+    regression_metrics,
+    split_90_10,
+    train_property_score_cnn,
+)
+from ohlora_core.io import load_checkpoint, load_state_dict_strict
 
 torch.set_num_threads(2)
 
@@ -18,18 +26,31 @@ def test_train_predict_and_log(tmp_path):
     n = 3  # the full-image hair-colour head is heavy on CPU: keep this tiny
     imgs = torch.randint(0, 256, (n, 3, 256, 256), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
     scores = pd.DataFrame(np.random.default_rng(0).normal(size=(n, 7)), columns=SCORE_COLUMNS)
-    res = train_property_score_cnn(imgs, scores, PropertyScoreCnn(tmp_path), seed=0, max_epochs=2, valid_batch_size=4,
-                                   img_paths=["a.jpg", "b.jpg", "c.jpg"])
+    res = train_property_score_cnn(
+        imgs,
+        scores,
+        PropertyScoreCnn(tmp_path),
+        seed=0,
+        max_epochs=2,
+        valid_batch_size=4,
+        img_paths=["a.jpg", "b.jpg", "c.jpg"],
+    )
     assert (len(res.train_index), len(res.valid_index)) == (2, 1)
     log = pd.read_csv(tmp_path / "train_log_v2_cnn.csv")
     names = ["eyes", "hair_color", "hair_length", "mouth", "pose", "back_mean", "back_std"]
     assert log.columns.tolist() == ["epoch", "valid_loss", "val_loss_except_back_std"] + [
-        f"{p}_score_{m}" for m in ("loss", "abs_diff", "corr") for p in names]
+        f"{p}_score_{m}" for m in ("loss", "abs_diff", "corr") for p in names
+    ]
     assert len(log) == 2 and res.best_epoch == int(log["val_loss_except_back_std"].idxmin())
     # the original's train_log_v2_cnn_val_log.csv: the first (up to 30) validation samples per epoch
     val = pd.read_csv(tmp_path / "train_log_v2_cnn_val_log.csv")
-    assert val.columns.tolist() == ["epoch", "img_path"] + [f"{p}_score_{k}" for p in names for k in ("output", "label")]
-    assert val["epoch"].tolist() == [0, 1] and val["img_path"].tolist() == [["a.jpg", "b.jpg", "c.jpg"][res.valid_index[0]]] * 2
+    assert val.columns.tolist() == ["epoch", "img_path"] + [
+        f"{p}_score_{k}" for p in names for k in ("output", "label")
+    ]
+    assert (
+        val["epoch"].tolist() == [0, 1]
+        and val["img_path"].tolist() == [["a.jpg", "b.jpg", "c.jpg"][res.valid_index[0]]] * 2
+    )
     np.testing.assert_allclose(val["eyes_score_label"], scores["eyes_score"].iloc[res.valid_index[0]], rtol=1e-6)
     m = PropertyScoreCNN()
     load_state_dict_strict(m, load_checkpoint(tmp_path / "stylegan_gen_fine_tuned_v2_cnn.pth"), "ckpt")

@@ -1,4 +1,5 @@
 """Generation assets through Dagster on a real (temporary, SQLite) instance."""
+
 import json
 import re
 
@@ -22,7 +23,8 @@ def test_settings_counts_come_from_the_mode_preset_and_sources_say_where_files_b
     assert set(full.required_files({"raw_images", "segmentation_maps", "hand_labels"})) == {
         str(tmp_path / "models" / "stylegan_celeba_partial256.pth"),
         str(tmp_path / "models" / "facexformer" / "ckpts" / "model.pt"),
-        str(tmp_path / "labels" / "synthesize_results_quality_and_gender.csv")}
+        str(tmp_path / "labels" / "synthesize_results_quality_and_gender.csv"),
+    }
     with pytest.raises(MissingInput, match=r"FaceXFormer .* not found at .*model\.pt\. Put it there"):
         full.facexformer(0, "cpu")
     assert store.sources("smoke").stylegan(3)[1] == "smoke_generator(seed=3)"
@@ -97,8 +99,10 @@ def test_a_checkpoint_of_another_resolution_is_refused_before_images_change(tmp_
         torch.save({"generator": smoke_generator(1, resolution=128).state_dict()}, ckpt)
         with pytest.raises(Exception) as err:
             _materialize(tmp_path, instance, "full", n_images=2, batch_size=2)
-        assert re.search(r"stylegan_celeba_partial256.pth \(sha256 \w+\) is a 128x128 generator; expected 256x256",
-                         _error_chain(err.value))
+        assert re.search(
+            r"stylegan_celeba_partial256.pth \(sha256 \w+\) is a 128x128 generator; expected 256x256",
+            _error_chain(err.value),
+        )
     assert _snapshot(tmp_path / "artifacts") == before
 
 
@@ -110,14 +114,24 @@ def test_a_fine_tuned_generator_given_as_the_pretrained_one_is_refused_naming_th
 
     ckpt = tmp_path / "models" / "stylegan_celeba_partial256.pth"
     ckpt.parent.mkdir()
-    G = StyleGANGenerator(resolution=256, w_space_dim=32, mapping_fmaps=32, fmaps_base=2048, fmaps_max=32,
-                          label_size=7, label_embed_dim=16)
+    G = StyleGANGenerator(
+        resolution=256,
+        w_space_dim=32,
+        mapping_fmaps=32,
+        fmaps_base=2048,
+        fmaps_max=32,
+        label_size=7,
+        label_embed_dim=16,
+    )
     torch.save({"generator": G.state_dict()}, ckpt)
     with dg.instance_for_test() as instance:
         with pytest.raises(Exception) as err:
             _materialize(tmp_path, instance, "full", n_images=2, batch_size=2)
-    assert re.search(r"stylegan_celeba_partial256.pth .* is a fine-tuned \(label-conditioned, 7 labels\) generator; "
-                     r"expected the pretrained, unconditional one", _error_chain(err.value))
+    assert re.search(
+        r"stylegan_celeba_partial256.pth .* is a fine-tuned \(label-conditioned, 7 labels\) generator; "
+        r"expected the pretrained, unconditional one",
+        _error_chain(err.value),
+    )
     assert not (tmp_path / "artifacts" / "full" / "raw_images" / "current").exists()
 
 

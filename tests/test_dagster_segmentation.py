@@ -5,6 +5,7 @@ the old images because their files existed. Here a seed change recomputes them, 
 byte-identical to a from-scratch run with the new seed. The filtered set is written directly (the
 CNN stages in between are not what is tested).
 """
+
 import json
 
 import dagster as dg

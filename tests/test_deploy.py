@@ -1,6 +1,7 @@
 """The scale-out files validate against Dagster's own schemas, the GPU tags resolve to valid Kubernetes
 container specs (dagster-k8s's helpers), the image runs as an unprivileged user and the Helm values bring no
 password of their own; no cluster, no Docker needed."""
+
 import importlib
 import shutil
 from pathlib import Path
@@ -18,8 +19,14 @@ from dagster_postgres import DagsterPostgresStorage
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTANCE_FILES = ["dagster.yaml", "deploy/dagster-k8s.yaml", "deploy/dagster-postgres.yaml"]
-ENV = {"DAGSTER_PG_HOST": "db", "DAGSTER_PG_USER": "u", "DAGSTER_PG_PASSWORD": "p", "DAGSTER_PG_DB": "d",
-       "DAGSTER_K8S_NAMESPACE": "ohlora", "DAGSTER_PG_URL": "postgresql://u:p@db:5432/d"}
+ENV = {
+    "DAGSTER_PG_HOST": "db",
+    "DAGSTER_PG_USER": "u",
+    "DAGSTER_PG_PASSWORD": "p",
+    "DAGSTER_PG_DB": "d",
+    "DAGSTER_K8S_NAMESPACE": "ohlora",
+    "DAGSTER_PG_URL": "postgresql://u:p@db:5432/d",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -68,8 +75,9 @@ def test_every_gpu_asset_asks_kubernetes_for_one_gpu():
         config = get_user_defined_k8s_config(asset.op.tags)
         container = k8s_model_from_dict(kubernetes.client.V1Container, {"name": "step", **config.container_config})
         assert container.resources.limits == {"nvidia.com/gpu": "1"}, asset.key  # k8s quantities are strings
-        pod = k8s_model_from_dict(kubernetes.client.V1PodSpec,
-                                  {"containers": [{"name": "step"}], **config.pod_spec_config})
+        pod = k8s_model_from_dict(
+            kubernetes.client.V1PodSpec, {"containers": [{"name": "step"}], **config.pod_spec_config}
+        )
         assert pod.tolerations[0].key == "nvidia.com/gpu"
     cpu_only = [a for a in all_assets if a.op.pool != "gpu"]
     assert all("dagster-k8s/config" not in a.op.tags for a in cpu_only)

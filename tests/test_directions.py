@@ -1,4 +1,5 @@
 """w-space directions (InterFaceGAN) and the controllability report's arithmetic."""
+
 import warnings
 
 import numpy as np
@@ -53,7 +54,7 @@ def test_dependent_normals_give_the_least_squares_compromise_not_an_error():
     d = Directions(("a", "b"), np.stack([n, n]), np.ones(2), np.zeros(2), "t", [])  # a and b cannot move apart
     assert d.rank() == 1
     w = np.zeros((1, 32))
-    moved = d.move(w, {"a": 2.0})              # wants a = 2 and b = 0 along the same normal: meets halfway
+    moved = d.move(w, {"a": 2.0})  # wants a = 2 and b = 0 along the same normal: meets halfway
     np.testing.assert_allclose(d.predict(moved), [[1.0, 1.0]], atol=1e-12)
 
 
@@ -81,14 +82,14 @@ def test_directions_round_trip_through_a_file(tmp_path):
 
 
 def test_report_figures_equal_a_hand_computation():
-    combos = protocol.label_combinations()                  # [50, 3]
+    combos = protocol.label_combinations()  # [50, 3]
     rng = np.random.default_rng(0)
-    intended = np.stack([combos, combos])                   # 2 z
+    intended = np.stack([combos, combos])  # 2 z
     measured = rng.normal(size=(2, 50, 7))
-    measured[:, :, 0] = combos[:, 0] * 0.8 + 0.1            # eyes follow, shrunk
-    measured[:, :, 3] = combos[:, 1]                        # mouth exact
-    measured[1, :, 4] = 0.5                                 # pose constant for z 1
-    measured[:, :, 1] = 0.3                                 # hair colour constant for every z
+    measured[:, :, 0] = combos[:, 0] * 0.8 + 0.1  # eyes follow, shrunk
+    measured[:, :, 3] = combos[:, 1]  # mouth exact
+    measured[1, :, 4] = 0.5  # pose constant for z 1
+    measured[:, :, 1] = 0.3  # hair colour constant for every z
     per_z = [protocol.score_z(m) for m in measured]
     r = MethodReport("m", intended, measured, per_z, 0.25)
     s = r.summary()
@@ -98,9 +99,9 @@ def test_report_figures_equal_a_hand_computation():
     assert s["mouth_corr"] == pytest.approx(1.0) and s["mouth_mae"] == pytest.approx(0.0, abs=1e-12)
     assert s["pass_share"] == 0.0 and s["seconds_per_image"] == 0.25 and s["z"] == 2
     with warnings.catch_warnings():
-        warnings.simplefilter("error")                      # no "Mean of empty slice" in a run's log
+        warnings.simplefilter("error")  # no "Mean of empty slice" in a run's log
         leak = r.leakage()
-    assert np.isnan(leak["eyes"]["hair_color"])             # no z defines that correlation
+    assert np.isnan(leak["eyes"]["hair_color"])  # no z defines that correlation
     want = np.mean([abs(np.corrcoef(intended[z, :, 0], measured[z, :, 3])[0, 1]) for z in range(2)])
     assert leak["eyes"]["mouth"] == pytest.approx(want, abs=1e-12) and "eyes" not in leak["eyes"]
     assert np.isnan(pearson(np.ones(3), np.arange(3)))
@@ -108,6 +109,7 @@ def test_report_figures_equal_a_hand_computation():
 
 def test_evaluate_runs_a_method_through_the_cnn():
     """A stand-in method whose 'images' carry the intended values, and a 'CNN' that reads them back."""
+
     def method(z, intended):
         img = torch.zeros(len(intended), 3, 4, 4)
         img[:, 0, 0, :3] = torch.from_numpy(intended)

@@ -1,4 +1,5 @@
 """MTCNN settings/detection and the original's crop maths (adjust_bbox, int crop, resize, un-normalise)."""
+
 from pathlib import Path
 
 import numpy as np
@@ -8,8 +9,15 @@ import torch
 from PIL import Image
 
 from ohlora_core.segmentation.face_crop import (
-    IMAGENET_MEAN, IMAGENET_STD, crop_box, crop_faces, detect_largest_faces, expand_box, face_tensor,
-    face_uint8, make_mtcnn,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    crop_box,
+    crop_faces,
+    detect_largest_faces,
+    expand_box,
+    face_tensor,
+    face_uint8,
+    make_mtcnn,
 )
 
 FIX = Path(__file__).parent / "fixtures" / "facexformer"
@@ -96,7 +104,9 @@ def test_crops_match_the_original_flow(mtcnn):
     faces = np.load(FIX / "parity.npz")["images"]
     for i, (name, img) in enumerate((("astronaut256", astronaut256()), ("astronaut_crop_flip", astronaut_crop_flip()))):
         crop = crop_faces(mtcnn, [img], batched=False)[0]
-        np.testing.assert_allclose(np.array(crop.box, dtype=np.float64), ref[f"{name}_box"], rtol=0, atol=BOX_TOLERANCE_PX)
+        np.testing.assert_allclose(
+            np.array(crop.box, dtype=np.float64), ref[f"{name}_box"], rtol=0, atol=BOX_TOLERANCE_PX
+        )
         assert crop.prob == pytest.approx(float(ref[f"{name}_prob"]), abs=1e-5)
         adjusted = np.array(expand_box(crop.box, *img.size))
         np.testing.assert_allclose(adjusted, ref[f"{name}_adjusted"], rtol=0, atol=2 * BOX_TOLERANCE_PX)

@@ -1,4 +1,5 @@
 """FaceXFormer: official state-dict layout, parity with the official code, loading errors, smoke weights."""
+
 from pathlib import Path
 
 import numpy as np
@@ -97,7 +98,9 @@ def test_load_facexformer_round_trip(model, tmp_path):
 
 def test_strict_load_names_file_and_keys(tmp_path):
     path = tmp_path / "wrong.pt"
-    torch.save({"state_dict_backbone": {"linear_fuse.weight": torch.zeros(256, 1024, 1, 1), "foo.bar": torch.zeros(1)}}, path)
+    torch.save(
+        {"state_dict_backbone": {"linear_fuse.weight": torch.zeros(256, 1024, 1, 1), "foo.bar": torch.zeros(1)}}, path
+    )
     with pytest.raises(CheckpointError) as err:
         load_facexformer(path)
     msg = str(err.value)
@@ -111,8 +114,10 @@ def test_strict_load_names_file_and_keys(tmp_path):
         load_facexformer(bad)
     with pytest.raises(CheckpointError, match="checkpoint not found"):
         load_facexformer(tmp_path / "absent.pt")
-    for name, obj, found in (("tensor.pt", torch.zeros(3, 2), r"a Tensor of shape \(3, 2\)"),
-                             ("list.pt", [torch.zeros(1)], "a list")):
+    for name, obj, found in (
+        ("tensor.pt", torch.zeros(3, 2), r"a Tensor of shape \(3, 2\)"),
+        ("list.pt", [torch.zeros(1)], "a list"),
+    ):
         torch.save(obj, tmp_path / name)
         with pytest.raises(CheckpointError, match=rf"{name}: expected a FaceXFormer checkpoint .* found {found}"):
             load_facexformer(tmp_path / name)
@@ -124,5 +129,7 @@ def test_strict_load_names_file_and_keys(tmp_path):
 def test_shape_mismatch_is_reported(model):
     sd = dict(model.state_dict())
     sd["face_decoder.mask_tokens.weight"] = torch.zeros(19, 256)  # e.g. a 19-class parser
-    with pytest.raises(CheckpointError, match=r"face_decoder.mask_tokens.weight: checkpoint \(19, 256\) vs model \(11, 256\)"):
+    with pytest.raises(
+        CheckpointError, match=r"face_decoder.mask_tokens.weight: checkpoint \(19, 256\) vs model \(11, 256\)"
+    ):
         load_state_dict_strict(model, sd, "x.pt")

@@ -1,6 +1,7 @@
 """The GAN fine-tuning core on small deterministic networks: restructuring, freezing, the train step's
 G-repeat rule, the matching-aware option, original-layout checkpoints, snapshot/resume, and the one
 entry point `finetune.train` (inputs, files, result, resume) with the loop's seeding."""
+
 import sys
 from pathlib import Path
 
@@ -43,8 +44,9 @@ def tiny():
     return G.state_dict(), D.state_dict()
 
 
-TINY_V1 = V1.with_overrides(d_trainable=("layer6", "layer7", "layer8"),
-                            drop_discriminator_keys=("layer8.weight", "layer8.bias"))
+TINY_V1 = V1.with_overrides(
+    d_trainable=("layer6", "layer7", "layer8"), drop_discriminator_keys=("layer8.weight", "layer8.bias")
+)
 
 
 def _pair(pretrained, variant=V1, seed=0):
@@ -94,8 +96,9 @@ def test_v4_restructures_a_v1_checkpoint_dropping_the_label_layers(pretrained):
 
 def test_trainable_groups_are_the_originals(pretrained):
     trainer = GanTrainer(*_pair(pretrained), V1)
-    assert trainer.g_trainable == ["mapping.label_weight"] + [f"mapping.dense{i}.{p}" for i in range(8)
-                                                              for p in ("weight", "bias")]
+    assert trainer.g_trainable == ["mapping.label_weight"] + [
+        f"mapping.dense{i}.{p}" for i in range(8) for p in ("weight", "bias")
+    ]
     assert len(trainer.g_frozen) == 84
     assert trainer.d_trainable == [f"layer{i}.{p}" for i in (12, 13, 14) for p in ("weight", "bias")]
     assert len(trainer.d_frozen) == 38
@@ -109,20 +112,24 @@ def test_a_step_changes_only_trainable_parameters(tiny):
     before_d = {k: v.clone() for k, v in trainer.D.named_parameters()}
     images, labels = _batch(4, size=32)
     gen = torch.Generator().manual_seed(0)
-    trainer.step((images.float() / 127.5 - 1), torch.from_numpy(labels), lambda: torch.randn(4, 512, generator=gen),
-                 gen)
+    trainer.step(
+        (images.float() / 127.5 - 1), torch.from_numpy(labels), lambda: torch.randn(4, 512, generator=gen), gen
+    )
     for name, p in trainer.G.named_parameters():
         assert torch.equal(p, before_g[name]) == (name in trainer.g_frozen), name
     for name, p in trainer.D.named_parameters():
         assert torch.equal(p, before_d[name]) == (name in trainer.d_frozen), name
 
 
-@pytest.mark.parametrize("g_values, d_loss, expected", [
-    ([5.0, 5.0, 5.0, 5.0, 5.0], 1.0, 4),   # never below 2 x d_loss: stops at the cap
-    ([5.0, 1.875, 5.0], 1.0, 2),           # 1.875 < 2.0: stops after the step that reached it
-    ([0.5], 1.0, 1),                        # the usual case: one G step
-    ([2.0, 1.99], 1.0, 2),                  # "while g_loss >= 2 x d_loss": 2.0 repeats
-])
+@pytest.mark.parametrize(
+    "g_values, d_loss, expected",
+    [
+        ([5.0, 5.0, 5.0, 5.0, 5.0], 1.0, 4),  # never below 2 x d_loss: stops at the cap
+        ([5.0, 1.875, 5.0], 1.0, 2),  # 1.875 < 2.0: stops after the step that reached it
+        ([0.5], 1.0, 1),  # the usual case: one G step
+        ([2.0, 1.99], 1.0, 2),  # "while g_loss >= 2 x d_loss": 2.0 repeats
+    ],
+)
 def test_g_steps_repeat_while_g_loss_is_at_least_twice_d_loss(tiny, monkeypatch, g_values, d_loss, expected):
     trainer = GanTrainer(*_pair(tiny, TINY_V1), TINY_V1)
     values = iter(g_values)
@@ -230,19 +237,37 @@ def test_a_snapshot_this_code_cannot_resume_names_the_file(tiny, tmp_path):
 def _train_v1(tiny, out, log=None, epochs=2):
     images, labels = _batch(4, size=32)
     inputs = TrainInputs(generator=tiny[0], discriminator=tiny[1], images=images, labels=labels)
-    return train(TINY_V1.with_overrides(batch_size=2), inputs, StyleganFinetuneV1(out), epochs=epochs, seed=3,
-                 snapshot_every=1, samples_per_label=1, log=log)
+    return train(
+        TINY_V1.with_overrides(batch_size=2),
+        inputs,
+        StyleganFinetuneV1(out),
+        epochs=epochs,
+        seed=3,
+        snapshot_every=1,
+        samples_per_label=1,
+        log=log,
+    )
 
 
 def test_train_v1_writes_the_originals_files_and_lists_every_output(tiny, tmp_path):
     result = _train_v1(tiny, tmp_path)
     written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
-    assert result.outputs == written == ["loss.png", "real_fake.png", "samples/epoch_0000.png",
-                                         "samples/epoch_0001.png", "stylegan_dis_fine_tuned_v1.pth",
-                                         "stylegan_gen_fine_tuned_v1.pth", "train_log.csv"]  # snapshot removed
+    assert (
+        result.outputs
+        == written
+        == [
+            "loss.png",
+            "real_fake.png",
+            "samples/epoch_0000.png",
+            "samples/epoch_0001.png",
+            "stylegan_dis_fine_tuned_v1.pth",
+            "stylegan_gen_fine_tuned_v1.pth",
+            "train_log.csv",
+        ]
+    )  # snapshot removed
     on_disk = pd.read_csv(tmp_path / "train_log.csv", index_col=0)
     pd.testing.assert_frame_equal(result.log, on_disk)  # the log as written
-    assert list(on_disk.columns[:len(LOG_COLUMNS)]) == LOG_COLUMNS and len(on_disk) == 4
+    assert list(on_disk.columns[: len(LOG_COLUMNS)]) == LOG_COLUMNS and len(on_disk) == 4
     assert (result.epochs_done, result.resumed_from, result.best, result.tests) == (2, None, None, None)
     assert result.summary["steps"] == 4 and result.summary["final_d_loss"] == on_disk["d_loss"].iloc[-1]
     assert 1 <= result.summary["mean_g_updates_per_step"] <= 4
@@ -276,24 +301,38 @@ def test_a_resumed_train_lists_the_earlier_attempts_files_and_ends_alike(tiny, t
 
 
 def test_train_names_the_variant_and_the_input_it_lacks_before_writing(tiny, tmp_path):
-    with pytest.raises(ValueError, match=r"fine-tune v1 needs TrainInputs.images, TrainInputs.labels \(it trains "
-                                         r"from generator, discriminator, images, labels\)"):
-        train(V1, TrainInputs(generator=tiny[0], discriminator=tiny[1]), StyleganFinetuneV1(tmp_path), epochs=1,
-              seed=0)
+    with pytest.raises(
+        ValueError,
+        match=r"fine-tune v1 needs TrainInputs.images, TrainInputs.labels \(it trains "
+        r"from generator, discriminator, images, labels\)",
+    ):
+        train(V1, TrainInputs(generator=tiny[0], discriminator=tiny[1]), StyleganFinetuneV1(tmp_path), epochs=1, seed=0)
     with pytest.raises(ValueError, match=r"fine-tune v2 does not use TrainInputs.discriminator"):
-        train(V2, TrainInputs(generator=tiny[0], discriminator=tiny[1], property_cnn={}),
-              StyleganFinetuneV1(tmp_path), epochs=1, seed=0)
+        train(
+            V2,
+            TrainInputs(generator=tiny[0], discriminator=tiny[1], property_cnn={}),
+            StyleganFinetuneV1(tmp_path),
+            epochs=1,
+            seed=0,
+        )
     images, labels = _batch(2, size=32)
     with pytest.raises(ValueError, match=r"v1 writes stylegan_finetune_v1, got files of stylegan_finetune_v4"):
-        train(V1, TrainInputs(generator=tiny[0], discriminator=tiny[1], images=images, labels=labels),
-              StyleganFinetuneV4(tmp_path), epochs=1, seed=0)
+        train(
+            V1,
+            TrainInputs(generator=tiny[0], discriminator=tiny[1], images=images, labels=labels),
+            StyleganFinetuneV4(tmp_path),
+            epochs=1,
+            seed=0,
+        )
     assert list(tmp_path.iterdir()) == []
 
 
 def test_each_variant_names_its_task_class():
     assert [task_class(v) for v in (V1, V2, V3, V4)] == [GanTask, CnnLoopTask, CvaeTask, GanTask]
-    assert [v.inputs for v in (V2, V3)] == [("generator", "property_cnn"),
-                                            ("generator", "property_cnn", "gender_cnn", "images", "labels")]
+    assert [v.inputs for v in (V2, V3)] == [
+        ("generator", "property_cnn"),
+        ("generator", "property_cnn", "gender_cnn", "images", "labels"),
+    ]
 
 
 class _DropoutTask:

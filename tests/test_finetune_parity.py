@@ -8,6 +8,7 @@ parameters: Adam's steps on weights stored as randn / lr_mul (|p| up to ~400) ro
 lr, so every element within 3 lr and >= 99.5 % within 1 lr (measured: float64 vs float32 max 1.47 lr);
 images within 1e-4 x max|image|, D scores within 1e-4.
 """
+
 import sys
 from pathlib import Path
 
@@ -102,8 +103,12 @@ def _check_eval(fixture, G, D):
 def v1():
     fixture = load_finetune_fixture("v1_step.pt")
     s = fixture["seeds"]
-    G, D = _start(fixture, weights.far_generator_state(s["generator"]),
-                  weights.pretrained_discriminator_state(s["discriminator"]), V1)
+    G, D = _start(
+        fixture,
+        weights.far_generator_state(s["generator"]),
+        weights.pretrained_discriminator_state(s["discriminator"]),
+        V1,
+    )
     return fixture, G, D
 
 

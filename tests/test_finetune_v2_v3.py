@@ -9,6 +9,7 @@ within 2 lr + 4 ulp everywhere and 0.5 lr + 4 ulp for >= 99 % of the elements (>
 64-value sample of the encoder's tensors) (AdamW's first step
 is ~lr sign(grad) and float32 gradients are noisy at ~1 % of max|g|), protocol figures 1e-12.
 """
+
 import json
 import math
 import sys
@@ -33,7 +34,6 @@ FIX = Path(__file__).parent / "fixtures" / "finetune"
 sys.path.insert(0, str(FIX))
 import weights  # noqa: E402
 from conftest import load_finetune_fixture  # noqa: E402
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -114,8 +114,8 @@ def test_v3_step_matches_the_original(v3_fixture):
         delta = (param.detach() - before[name]).double().abs().sum()
         rel = 1e-1 if param.numel() < 1000 else 1e-2
         assert float(delta) == pytest.approx(float(enc["delta_abs_sum"][k]), rel=rel), name
-        sample = param.detach().flatten()[::int(enc["stride"][k])][:64]
-        _close_after_adam(sample, enc["sample"][k][:len(sample)], 1e-5, name, share=0.95)  # 64-value samples
+        sample = param.detach().flatten()[:: int(enc["stride"][k])][:64]
+        _close_after_adam(sample, enc["sample"][k][: len(sample)], 1e-5, name, share=0.95)  # 64-value samples
 
 
 def test_v3_encoder_gives_the_originals_mu_and_logvar(v3_fixture):
@@ -131,8 +131,9 @@ def test_v3_encoder_gives_the_originals_mu_and_logvar(v3_fixture):
 def test_v2_steps_match_the_original():
     fx = load_finetune_fixture("v2_step.pt")
     G = _generator(fx, V2, fx["initial_overrides"])
-    task = CnnLoopTask(G, _cnn(PropertyScoreCNN, fx["seeds"]["property_cnn"]), V2.with_overrides(cnn_eval=True),
-                       "cpu", seed=0)
+    task = CnnLoopTask(
+        G, _cnn(PropertyScoreCNN, fx["seeds"]["property_cnn"]), V2.with_overrides(cnn_eval=True), "cpu", seed=0
+    )
     n_params = len(list(task.G.parameters())) + len(list(task.cnn.parameters()))
     assert n_params == len(fx["requires_grad"]) == 187 and fx["frozen"] == []  # everything trains, as the original
     for k, step in enumerate(fx["steps"]):
@@ -224,10 +225,18 @@ def test_v3_resumed_training_equals_an_uninterrupted_one(v3_fixture, tmp_path):
 
 
 def _v2_train(out, **overrides):
-    inputs = TrainInputs(generator=weights.conditional_generator_state(21),
-                         property_cnn=weights.cnn_state(PropertyScoreCNN, 22))
-    return train(V2.with_overrides(batch_size=2, **overrides), inputs, StyleganFinetuneV2(out), epochs=1, seed=0,
-                 max_steps=2, samples_per_label=1)
+    inputs = TrainInputs(
+        generator=weights.conditional_generator_state(21), property_cnn=weights.cnn_state(PropertyScoreCNN, 22)
+    )
+    return train(
+        V2.with_overrides(batch_size=2, **overrides),
+        inputs,
+        StyleganFinetuneV2(out),
+        epochs=1,
+        seed=0,
+        max_steps=2,
+        samples_per_label=1,
+    )
 
 
 def test_v2_is_the_same_bytes_whatever_the_global_rng(tmp_path):
@@ -239,8 +248,12 @@ def test_v2_is_the_same_bytes_whatever_the_global_rng(tmp_path):
     _v2_train(tmp_path / "b")
     for name in ("stylegan_gen_fine_tuned_v2.pth", "samples/step_group_0000.png"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
-    assert first.outputs == ["loss.png", "samples/step_group_0000.png", "stylegan_gen_fine_tuned_v2.pth",
-                             "train_log_v2.csv"]
+    assert first.outputs == [
+        "loss.png",
+        "samples/step_group_0000.png",
+        "stylegan_gen_fine_tuned_v2.pth",
+        "train_log_v2.csv",
+    ]
     assert first.best[0] == 0 and first.best[1] == pytest.approx(first.log["loss"].mean(), abs=1e-4)
     assert first.summary["step_groups"] == 1 and first.summary["steps"] == 2
 
@@ -256,7 +269,8 @@ def test_v2_freeze_trains_the_variants_groups_through_split_parameters():
     assert trains == [n for n, _ in frozen.G.named_parameters() if n.startswith("mapping.")] and len(trains) == 17
     assert not any(p.requires_grad for p in frozen.cnn.parameters())
     assert [p for g in frozen.optimizer.param_groups for p in g["params"]] == [
-        p for n, p in frozen.G.named_parameters() if n in trains]
+        p for n, p in frozen.G.named_parameters() if n in trains
+    ]
     with pytest.raises(ValueError, match=r"has no parameter group\(s\) \['mapping2'\]"):
         task(g_trainable=("mapping2",))
 
@@ -265,11 +279,22 @@ def _v3_train(out, log=None):
     """v3 with the cheap stand-in CNNs (the real property CNN on the test's 50 images per epoch took 35 s)."""
     images = ((weights.real_batch(5, 4) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
     torch.manual_seed(0)
-    inputs = TrainInputs(generator=weights.conditional_generator_state(21), property_cnn=_TinyHead(7).state_dict(),
-                         gender_cnn=_TinyHead(1).state_dict(), images=images,
-                         labels=weights.label_batch(6, 4, 7).numpy())
-    return train(V3.with_overrides(batch_size=2, test_z=1), inputs, StyleganFinetuneV3(out), epochs=2, seed=0,
-                 snapshot_every=1, log=log)
+    inputs = TrainInputs(
+        generator=weights.conditional_generator_state(21),
+        property_cnn=_TinyHead(7).state_dict(),
+        gender_cnn=_TinyHead(1).state_dict(),
+        images=images,
+        labels=weights.label_batch(6, 4, 7).numpy(),
+    )
+    return train(
+        V3.with_overrides(batch_size=2, test_z=1),
+        inputs,
+        StyleganFinetuneV3(out),
+        epochs=2,
+        seed=0,
+        snapshot_every=1,
+        log=log,
+    )
 
 
 def test_v3_test_table_keeps_every_epoch_across_a_resume_and_reports_progress(tmp_path, monkeypatch):
@@ -297,8 +322,13 @@ def test_v3_test_table_keeps_every_epoch_across_a_resume_and_reports_progress(tm
 
     test_lines = [line for line in lines if line.startswith("v3 epoch 0 test: ")]
     assert test_lines[0] == "v3 epoch 0 test: 1 z x 50 label combinations = 50 images"
-    assert [line.split(": ")[1].split(" ")[0] for line in test_lines[1:]] == ["10/50", "20/50", "30/50", "40/50",
-                                                                             "50/50"]
+    assert [line.split(": ")[1].split(" ")[0] for line in test_lines[1:]] == [
+        "10/50",
+        "20/50",
+        "30/50",
+        "40/50",
+        "50/50",
+    ]
     assert any(line.startswith("v3 epoch 0 samples: 50/50 images") for line in lines)
 
 
@@ -317,11 +347,13 @@ def test_v3_keeps_the_checkpoints_and_the_z_of_an_epoch_where_a_z_passed(v3_fixt
     assert z_csv.columns.tolist() == [str(i) for i in range(512)]  # the original's header
     assert torch.load(files.checkpoint(0, "enc"), weights_only=True).keys() == task.encoder.state_dict().keys()
     assert pd.read_csv(files.test_results)["passed"].tolist() == ["X", "O"]
-    log = [{"epoch": 0, "idx": 0, "total_loss": 1.0, "mse": 0.5, "gender_loss": 0.25, "batch_size": 2,
-            "step_seconds": 0.1}]
+    log = [
+        {"epoch": 0, "idx": 0, "total_loss": 1.0, "mse": 0.5, "gender_loss": 0.25, "batch_size": 2, "step_seconds": 0.1}
+    ]
     table, outputs = task.write_final(files, TaskRun(log, 1, None))
     assert sorted(str(p.relative_to(tmp_path)) for p in outputs) == sorted(
-        str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+        str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()
+    )
     assert files.checkpoint(0, "gen") in outputs and "batch_size" not in table.columns
     assert task.summary(table)["epochs_with_a_passing_z"] == [0]
 

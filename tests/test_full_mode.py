@@ -2,6 +2,7 @@
 storage/, and the pipeline loads them — no smoke stand-ins, thresholds from the run config,
 images without a face recorded and skipped. Real checkpoints are not available here, so the files
 hold seeded random weights in the real layouts."""
+
 import dagster as dg
 import pytest
 import torch
@@ -10,36 +11,57 @@ from ohlora_core.segmentation.facexformer import smoke_facexformer
 from ohlora_core.stylegan import smoke_discriminator, smoke_generator
 from tests.dagster_support import materialize, meta
 
-UP_TO_SEGMENTATION = ["latent_codes", "raw_images", "hand_labels", "gender_quality_models", "gender_quality_scores",
-                      "filtered_images", "segmentation_maps"]
+UP_TO_SEGMENTATION = [
+    "latent_codes",
+    "raw_images",
+    "hand_labels",
+    "gender_quality_models",
+    "gender_quality_scores",
+    "filtered_images",
+    "segmentation_maps",
+]
 
 
 @pytest.fixture(scope="module")
 def storage(tmp_path_factory):
     root = tmp_path_factory.mktemp("storage")
     (root / "models" / "facexformer" / "ckpts").mkdir(parents=True)
-    torch.save({"generator": smoke_generator(1).state_dict(), "discriminator": smoke_discriminator(1).state_dict()},
-               root / "models" / "stylegan_celeba_partial256.pth")
-    torch.save({"state_dict_backbone": smoke_facexformer(1).state_dict()},
-               root / "models" / "facexformer" / "ckpts" / "model.pt")
+    torch.save(
+        {"generator": smoke_generator(1).state_dict(), "discriminator": smoke_discriminator(1).state_dict()},
+        root / "models" / "stylegan_celeba_partial256.pth",
+    )
+    torch.save(
+        {"state_dict_backbone": smoke_facexformer(1).state_dict()},
+        root / "models" / "facexformer" / "ckpts" / "model.pt",
+    )
     (root / "labels").mkdir()
     rows = [f"{i},{int(i % 3 != 0)},{int(i % 2 == 0)}" for i in range(15)]  # img_name,quality,gender
-    (root / "labels" / "synthesize_results_quality_and_gender.csv").write_text("img_name,quality,gender\n" + "\n".join(rows) + "\n")
+    (root / "labels" / "synthesize_results_quality_and_gender.csv").write_text(
+        "img_name,quality,gender\n" + "\n".join(rows) + "\n"
+    )
     return root
 
 
 def _materialize(root, instance, **settings):
     quick = {"max_epochs": 1, "gender_threshold": 10.0, "quality_threshold": 10.0}  # random labels
-    return materialize("full", UP_TO_SEGMENTATION, root, instance,
-                       run_config={"ops": {"gender_quality_models": {"config": quick}}}, **settings)
+    return materialize(
+        "full",
+        UP_TO_SEGMENTATION,
+        root,
+        instance,
+        run_config={"ops": {"gender_quality_models": {"config": quick}}},
+        **settings,
+    )
 
 
 def test_full_mode_uses_the_users_files_and_records_faceless_images(storage):
     with dg.instance_for_test() as instance:
         result = _materialize(storage, instance, n_images=18, n_labelled=15)
         assert result.success
-        m = {name: meta(result, "full", name) for name in ("raw_images", "hand_labels", "filtered_images",
-                                                           "segmentation_maps")}
+        m = {
+            name: meta(result, "full", name)
+            for name in ("raw_images", "hand_labels", "filtered_images", "segmentation_maps")
+        }
     assert m["raw_images"]["mode"] == "full" and m["raw_images"]["weights"] == "real checkpoints"
     assert "stylegan_celeba_partial256.pth (sha256 " in m["raw_images"]["recipe"]["item"]["weights"]
     assert m["hand_labels"]["stand_in_labels"] is False and m["hand_labels"]["labelled"] == 15
@@ -62,8 +84,16 @@ def test_bad_label_csv_fails_the_run_naming_file_and_row(storage, tmp_path):
     bad = tmp_path / "labels.csv"
     bad.write_text("img_name,quality,gender\n0,1,1\n1,2,0\n")
     with dg.instance_for_test() as instance:
-        result = materialize("full", ["hand_labels"], storage, instance, store={"hand_labels_csv": str(bad)},
-                             raise_on_error=False, n_images=4, n_labelled=2)
+        result = materialize(
+            "full",
+            ["hand_labels"],
+            storage,
+            instance,
+            store={"hand_labels_csv": str(bad)},
+            raise_on_error=False,
+            n_images=4,
+            n_labelled=2,
+        )
     cause = _step_error(result)
     assert cause.cls_name == "LabelError"
     assert "labels.csv" in cause.message and "line(s) 3" in cause.message, cause.message

@@ -4,6 +4,7 @@ to the same bytes, and the messages a user reads.
 
 Most cases run the command in-process (`ohlora_core.cli.main`) to stay fast; an exception escaping it
 fails the test, which is what a traceback would be. One case runs the real console process."""
+
 import errno
 import json
 import os
@@ -48,14 +49,32 @@ def files(tmp_path_factory):
     torch.save(small.state_dict(), root / "v3_128.pth")
     rng = np.random.default_rng(0)
     normals = rng.standard_normal((7, 32))
-    np.savez(root / "directions.npz", names=np.array(SCORE_NAMES), method=np.array("ridge"),
-             normals=normals / np.linalg.norm(normals, axis=1, keepdims=True), scale=np.ones(7), intercept=np.zeros(7))
+    np.savez(
+        root / "directions.npz",
+        names=np.array(SCORE_NAMES),
+        method=np.array("ridge"),
+        normals=normals / np.linalg.norm(normals, axis=1, keepdims=True),
+        scale=np.ones(7),
+        intercept=np.zeros(7),
+    )
     return root
 
 
 def _v3(files, out, *extra):
-    return ("generate", "--version", "v3", "--checkpoint", files / "v3_gen.pth", "--device", "cpu", "--seed", 0,
-            "--out", out, *extra)
+    return (
+        "generate",
+        "--version",
+        "v3",
+        "--checkpoint",
+        files / "v3_gen.pth",
+        "--device",
+        "cpu",
+        "--seed",
+        0,
+        "--out",
+        out,
+        *extra,
+    )
 
 
 def _images(folder: Path) -> list[str]:
@@ -64,9 +83,21 @@ def _images(folder: Path) -> list[str]:
 
 # --- 17.2: non-finite and out-of-range requests -------------------------------------------------------------
 
-@pytest.mark.parametrize("flag", [("--eyes", "nan"), ("--eyes", "inf"), ("--mouth=-inf",), ("--eyes", "1e30"),
-                                  ("--pose", "5.5"), ("--noise", "nan"), ("--noise", "inf"), ("--noise=-0.1",),
-                                  ("--noise", "1e30")])
+
+@pytest.mark.parametrize(
+    "flag",
+    [
+        ("--eyes", "nan"),
+        ("--eyes", "inf"),
+        ("--mouth=-inf",),
+        ("--eyes", "1e30"),
+        ("--pose", "5.5"),
+        ("--noise", "nan"),
+        ("--noise", "inf"),
+        ("--noise=-0.1",),
+        ("--noise", "1e30"),
+    ],
+)
 def test_non_finite_or_out_of_range_values_are_refused_before_anything_is_written(files, tmp_path, capsys, flag):
     code, out, err = _cli(capsys, *_v3(files, tmp_path / "out", "-n", 2, *flag))
     name = flag[0].split("=")[0]
@@ -95,15 +126,21 @@ def test_a_nan_inside_the_z_file_is_refused_naming_file_row_and_column(files, tm
 
 # --- 17.5: counts, output folder, device, mixing, resolution ----------------------------------------------
 
-@pytest.mark.parametrize("args, message", [
-    (("--batch", -1), "--batch -1 must be at least 1"),
-    (("-n", 0), "-n 0 must be at least 1"),
-    (("-n", 10_001), "-n 10001 must be at most 10000"),
-    (("--seed", -1), "--seed -1 must be at least 0"),
-])
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--batch", -1), "--batch -1 must be at least 1"),
+        (("-n", 0), "-n 0 must be at least 1"),
+        (("-n", 10_001), "-n 10001 must be at most 10000"),
+        (("--seed", -1), "--seed -1 must be at least 0"),
+    ],
+)
 def test_counts_below_one_are_refused_for_both_methods(files, tmp_path, capsys, args, message):
-    for method in (["--method", "directions", "--directions", files / "directions.npz", "--generator",
-                    files / "pretrained.pth"], ["--method", "finetuned", "--checkpoint", files / "v3_gen.pth"]):
+    for method in (
+        ["--method", "directions", "--directions", files / "directions.npz", "--generator", files / "pretrained.pth"],
+        ["--method", "finetuned", "--checkpoint", files / "v3_gen.pth"],
+    ):
         code, out, err = _cli(capsys, "generate", *method, "--device", "cpu", "--out", tmp_path / "out", *args)
         assert code == 2 and message in err and "wrote" not in out, (method, err, out)
         assert not (tmp_path / "out").exists()
@@ -139,18 +176,21 @@ def test_an_unusable_output_folder_is_refused_with_a_message(files, tmp_path, ca
     assert (tmp_path / "a_file").read_text() == "x" and list(locked.iterdir()) == []
 
 
-@pytest.mark.parametrize("device, expected", [("cdua", "--device='cdua' is not a torch device"),
-                                              ("cuda:99", "--device='cuda:99', but")])
+@pytest.mark.parametrize(
+    "device, expected", [("cdua", "--device='cdua' is not a torch device"), ("cuda:99", "--device='cuda:99', but")]
+)
 def test_a_device_this_machine_lacks_is_refused_naming_the_flag(files, tmp_path, capsys, device, expected):
-    code, _, err = _cli(capsys, "generate", "--checkpoint", files / "v3_gen.pth", "--out", tmp_path / "o",
-                        "--device", device)
+    code, _, err = _cli(
+        capsys, "generate", "--checkpoint", files / "v3_gen.pth", "--out", tmp_path / "o", "--device", device
+    )
     assert code == 2 and err.startswith("ohlora generate: ") and expected in err and len(err.splitlines()) == 1, err
 
 
 def test_cuda_without_cuda_is_refused(files, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    code, _, err = _cli(capsys, "generate", "--checkpoint", files / "v3_gen.pth", "--out", tmp_path / "o",
-                        "--device", "cuda")
+    code, _, err = _cli(
+        capsys, "generate", "--checkpoint", files / "v3_gen.pth", "--out", tmp_path / "o", "--device", "cuda"
+    )
     assert code == 2 and "--device='cuda', but CUDA is not available on this machine" in err, err
 
 
@@ -193,34 +233,73 @@ def test_a_failed_write_leaves_the_previous_request_and_names_the_path(files, tm
 
 
 def test_a_generator_that_is_not_256x256_is_refused_naming_the_file(files, tmp_path, capsys):
-    code, _, err = _cli(capsys, "generate", "--checkpoint", files / "v3_128.pth", "--out", tmp_path / "o",
-                        "--device", "cpu", "-n", 1)
+    code, _, err = _cli(
+        capsys, "generate", "--checkpoint", files / "v3_128.pth", "--out", tmp_path / "o", "--device", "cpu", "-n", 1
+    )
     assert code == 2 and f"{files / 'v3_128.pth'} is a 128x128 generator; expected 256x256" in err, err
     assert not (tmp_path / "o").exists()
 
 
 # --- 17.6 (generate): the generator each method needs, named when wrong -------------------------------------
 
+
 def test_a_fine_tuned_generator_given_as_the_pretrained_one_is_refused_naming_the_file(files, tmp_path, capsys):
-    code, _, err = _cli(capsys, "generate", "--method", "directions", "--directions", files / "directions.npz",
-                        "--generator", files / "v3_gen.pth", "--out", tmp_path / "o", "--device", "cpu", "-n", 1)
+    code, _, err = _cli(
+        capsys,
+        "generate",
+        "--method",
+        "directions",
+        "--directions",
+        files / "directions.npz",
+        "--generator",
+        files / "v3_gen.pth",
+        "--out",
+        tmp_path / "o",
+        "--device",
+        "cpu",
+        "-n",
+        1,
+    )
     assert code == 2 and f"{files / 'v3_gen.pth'} is a fine-tuned (label-conditioned, 7 labels) generator" in err
     assert "--generator" in err and not (tmp_path / "o").exists()
 
 
 def test_an_unconditional_generator_for_the_finetuned_method_is_refused(files, tmp_path, capsys):
-    code, _, err = _cli(capsys, "generate", "--checkpoint", files / "pretrained.pth", "--out", tmp_path / "o",
-                        "--device", "cpu", "-n", 1)
+    code, _, err = _cli(
+        capsys,
+        "generate",
+        "--checkpoint",
+        files / "pretrained.pth",
+        "--out",
+        tmp_path / "o",
+        "--device",
+        "cpu",
+        "-n",
+        1,
+    )
     assert code == 2 and f"{files / 'pretrained.pth'} is an unconditional (pretrained) generator" in err, err
 
 
 def test_a_missing_directions_file_is_a_usage_error(files, tmp_path, capsys):
-    code, _, err = _cli(capsys, "generate", "--method", "directions", "--directions", tmp_path / "none.npz",
-                        "--generator", files / "pretrained.pth", "--out", tmp_path / "o", "--device", "cpu")
+    code, _, err = _cli(
+        capsys,
+        "generate",
+        "--method",
+        "directions",
+        "--directions",
+        tmp_path / "none.npz",
+        "--generator",
+        files / "pretrained.pth",
+        "--out",
+        tmp_path / "o",
+        "--device",
+        "cpu",
+    )
     assert code == 2 and f"directions file not found: {tmp_path / 'none.npz'}" in err, err
 
 
 # --- the request record -------------------------------------------------------------------------------------
+
 
 def test_the_request_is_recorded_and_replays_to_the_same_bytes(files, tmp_path, capsys):
     from ohlora_core.finetune.request import GenerationRequest
@@ -229,8 +308,9 @@ def test_the_request_is_recorded_and_replays_to_the_same_bytes(files, tmp_path, 
     z = np.random.default_rng(5).standard_normal((1, 512))
     pd.DataFrame(z).to_csv(tmp_path / "z.csv", index=False)
     out = tmp_path / "out"
-    code, stdout, _ = _cli(capsys, *_v3(files, out, "-n", 3, "--z-csv", tmp_path / "z.csv", "--pose", -1.2,
-                                        "--noise", 0.25, "--batch", 2))
+    code, stdout, _ = _cli(
+        capsys, *_v3(files, out, "-n", 3, "--z-csv", tmp_path / "z.csv", "--pose", -1.2, "--noise", 0.25, "--batch", 2)
+    )
     assert code == 0 and f"request: {out / 'request.json'}" in stdout
     record = json.loads((out / "request.json").read_text())
     assert record["method"] == "finetuned" and record["version"] == "v3" and record["values"] == {"pose": -1.2}
@@ -257,8 +337,9 @@ def test_a_replay_refuses_a_changed_generator_and_extra_flags(files, tmp_path, c
     ckpt = tmp_path / "g.pth"
     shutil.copy(files / "v3_gen.pth", ckpt)
     assert _cli(capsys, "generate", "--checkpoint", ckpt, "--out", tmp_path / "out", "--device", "cpu", "-n", 1)[0] == 0
-    code, _, err = _cli(capsys, "generate", "--request", tmp_path / "out" / "request.json", "--out", tmp_path / "r",
-                        "-n", 4)
+    code, _, err = _cli(
+        capsys, "generate", "--request", tmp_path / "out" / "request.json", "--out", tmp_path / "r", "-n", 4
+    )
     assert code == 2 and "--request replays a recorded request" in err and "-n" in err, err
     torch.save({"generator": weights.conditional_generator_state(9, 7, 24)}, ckpt)
     code, _, err = _cli(capsys, "generate", "--request", tmp_path / "out" / "request.json", "--out", tmp_path / "r")
@@ -270,6 +351,7 @@ def test_a_replay_refuses_a_changed_generator_and_extra_flags(files, tmp_path, c
 
 
 # --- 19.8: messages -----------------------------------------------------------------------------------------
+
 
 def test_messages_use_plural_forms_and_name_the_folder(files, tmp_path, capsys):
     code, out, _ = _cli(capsys, *_v3(files, tmp_path / "one", "-n", 1))
@@ -287,17 +369,43 @@ def test_a_smoke_generator_from_the_assets_says_so_and_is_recorded(files, tmp_pa
     (recipe / "stylegan_gen_fine_tuned_v3.pth").write_bytes((files / "v3_gen.pth").read_bytes())
     (recipe / "complete.json").write_text(json.dumps({"digest": "d1g357", "files": {}}))
     (recipe.parent / "current").symlink_to("abc")
-    code, out, _ = _cli(capsys, "generate", "--storage", tmp_path / "storage", "--mode", "smoke", "-n", 2,
-                        "--out", tmp_path / "o", "--device", "cpu")
+    code, out, _ = _cli(
+        capsys,
+        "generate",
+        "--storage",
+        tmp_path / "storage",
+        "--mode",
+        "smoke",
+        "-n",
+        2,
+        "--out",
+        tmp_path / "o",
+        "--device",
+        "cpu",
+    )
     assert code == 0 and "smoke mode: random weights — these images are noise, not faces" in out
     record = json.loads((tmp_path / "o" / "request.json").read_text())
-    assert record["generator"] == {"path": str((recipe / "stylegan_gen_fine_tuned_v3.pth").resolve()),
-                                   "sha256": record["generator"]["sha256"], "asset": "stylegan_finetune_v3",
-                                   "mode": "smoke", "data_version": current_digest(recipe.parent)}
+    assert record["generator"] == {
+        "path": str((recipe / "stylegan_gen_fine_tuned_v3.pth").resolve()),
+        "sha256": record["generator"]["sha256"],
+        "asset": "stylegan_finetune_v3",
+        "mode": "smoke",
+        "data_version": current_digest(recipe.parent),
+    }
     assert f"--storage {tmp_path / 'storage'} --mode smoke" in record["command"]
     assert "--checkpoint" not in record["command"]
-    code, out, _ = _cli(capsys, "generate", "--checkpoint", recipe / "stylegan_gen_fine_tuned_v3.pth", "-n", 1,
-                        "--out", tmp_path / "by_path", "--device", "cpu")
+    code, out, _ = _cli(
+        capsys,
+        "generate",
+        "--checkpoint",
+        recipe / "stylegan_gen_fine_tuned_v3.pth",
+        "-n",
+        1,
+        "--out",
+        tmp_path / "by_path",
+        "--device",
+        "cpu",
+    )
     assert code == 0 and "smoke mode: random weights" in out  # the same file given by path
 
 
@@ -309,7 +417,23 @@ def test_an_unknown_flag_prints_generates_usage(capsys):
 
 
 def test_the_console_command_exits_2_without_a_traceback(files, tmp_path):
-    done = subprocess.run([sys.executable, "-m", "ohlora_core.cli", "generate", "--checkpoint", files / "v3_gen.pth",
-                           "--out", tmp_path / "o", "--eyes", "nan", "--device", "cpu"], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ohlora_core.cli",
+            "generate",
+            "--checkpoint",
+            files / "v3_gen.pth",
+            "--out",
+            tmp_path / "o",
+            "--eyes",
+            "nan",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 2 and done.stderr.startswith("ohlora generate: --eyes nan") and done.stdout == ""
     assert "Traceback" not in done.stderr and not (tmp_path / "o").exists()

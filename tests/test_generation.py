@@ -1,4 +1,5 @@
 """Generation: z is a pure function of (seed, i); images are byte-stable, verified and crash-safe."""
+
 import hashlib
 import json
 import os
@@ -13,8 +14,14 @@ import numpy as np
 import pytest
 
 from ohlora_core.artifacts import RawImages, image_name
-from ohlora_core.generation import (aligned_batches, generate_images, generate_missing, latent_codes, latent_for_index,
-                                    verified_images)
+from ohlora_core.generation import (
+    aligned_batches,
+    generate_images,
+    generate_missing,
+    latent_codes,
+    latent_for_index,
+    verified_images,
+)
 from ohlora_core.store import ArtifactChanged, Ledger
 
 
@@ -65,11 +72,12 @@ def test_rerun_keeps_intact_images_and_regenerates_damaged_or_changed_ones(gener
     assert first.written == list(range(6)) and first.skipped == []
     before = _bytes(files.images_dir)
     assert json.loads(files.manifest.read_text()) == {
-        f"images/{image_name(i)}": hashlib.sha256(before[image_name(i)]).hexdigest() for i in range(6)}
+        f"images/{image_name(i)}": hashlib.sha256(before[image_name(i)]).hexdigest() for i in range(6)
+    }
 
-    files.image(2).unlink()                                                  # lost
-    files.image(3).write_bytes(before[image_name(3)][:500])                  # truncated
-    files.image(4).write_bytes(before[image_name(0)])                        # replaced by another valid image
+    files.image(2).unlink()  # lost
+    files.image(3).write_bytes(before[image_name(3)][:500])  # truncated
+    files.image(4).write_bytes(before[image_name(0)])  # replaced by another valid image
     (files.images_dir / "000005.jpg.tmp-crashed").write_bytes(b"half a jpeg")  # a crashed write
     with pytest.raises(ArtifactChanged, match=r"000003\.jpg is missing or differs from what raw_images wrote"):
         verified_images(files, [0, 1, 3])  # consumers refuse damaged images, naming the file
@@ -111,8 +119,7 @@ def _run_worker(out: Path, n: int, kill_after_files: int | None = None) -> tuple
     deadline = time.time() + 600
     while proc.poll() is None and time.time() < deadline:
         # some images on disk, and a finished batch in the ledger (recorded after its files are written)
-        if out.exists() and len(list((out / "images").glob("*.jpg"))) >= kill_after_files and \
-                Ledger(out).records():
+        if out.exists() and len(list((out / "images").glob("*.jpg"))) >= kill_after_files and Ledger(out).records():
             os.kill(proc.pid, signal.SIGKILL)
             break
         time.sleep(0.002)
@@ -141,6 +148,7 @@ def test_killed_run_leaves_no_partial_file_and_rerun_is_identical(tmp_path):
 
 
 # --- bookkeeping at scale: one hash per image, cheap consumer checks, latents in chunks ---
+
 
 def _count_hashes(monkeypatch) -> list:
     import ohlora_core.store as store
@@ -205,8 +213,9 @@ def test_consumers_check_stats_and_rehash_only_what_changed(generator, tmp_path,
         verified_images(files, [6])
     from ohlora_core.generation import raw_image_digests
 
-    assert raw_image_digests(files, [1, 0]) == [json.loads(files.manifest.read_text())[f"images/{image_name(i)}"]
-                                                for i in (1, 0)]
+    assert raw_image_digests(files, [1, 0]) == [
+        json.loads(files.manifest.read_text())[f"images/{image_name(i)}"] for i in (1, 0)
+    ]
 
 
 def test_a_rerun_after_a_crash_between_manifest_and_sidecar_still_verifies(generator, tmp_path):
@@ -298,7 +307,8 @@ def test_the_device_runs_at_most_a_few_batches_ahead_of_the_writers(tmp_path, mo
     real_write = generation.atomic_write_bytes
     monkeypatch.setattr(generation, "atomic_write_bytes", lambda p, d: (time.sleep(0.01), real_write(p, d)))
     on_batch = lambda shas: state.__setitem__("written", state["written"] + 1)  # noqa: E731
-    result = generate_images(Fast(), latent_codes(0, range(80)), range(80), tmp_path, batch_size=2, io_workers=1,
-                             on_batch=on_batch)
+    result = generate_images(
+        Fast(), latent_codes(0, range(80)), range(80), tmp_path, batch_size=2, io_workers=1, on_batch=on_batch
+    )
     assert result.written == list(range(80)) and state["written"] == 40
     assert state["most_ahead"] <= generation.MAX_BATCHES_IN_FLIGHT + 1, state

@@ -7,6 +7,7 @@ Each test uses its own DAGSTER_HOME holding the repository's dagster.yaml with i
 .ci/run does), and the tiny jobs of tests/gpu_pool_job.py. Everything that waits polls observable state with a
 deadline (tests/pool_runs.py); nothing relies on sleeps being long enough.
 """
+
 import importlib
 import signal
 import sqlite3
@@ -17,12 +18,23 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-
 from gpu_pool_job import execute_args
-from ohlora_dagster.dagster_workarounds.recovery import WORKER_TAG
-from pool_runs import (REPO, TIMEOUT, assert_stopped_cleanly, dagster_cmd, dg_launch_cmd, hold_slot, kill_group,
-                       start, stop_waiting_run, wait_for, waiting_run_ids)
+from pool_runs import (
+    REPO,
+    TIMEOUT,
+    assert_stopped_cleanly,
+    dagster_cmd,
+    dg_launch_cmd,
+    hold_slot,
+    kill_group,
+    start,
+    stop_waiting_run,
+    wait_for,
+    waiting_run_ids,
+)
 from proc_stats import group_cpu_seconds
+
+from ohlora_dagster.dagster_workarounds.recovery import WORKER_TAG
 
 
 @pytest.fixture
@@ -58,13 +70,25 @@ def _env(home: Path) -> dict:
 
 
 def _dagster(home: Path, *args: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dagster", *args], cwd=REPO, env=_env(home),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "dagster", *args],
+        cwd=REPO,
+        env=_env(home),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _doctor(home: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ohlora_dagster.instance", "doctor", *args],
-                          cwd=REPO, env=_env(home), capture_output=True, text=True, timeout=TIMEOUT)
+    return subprocess.run(
+        [sys.executable, "-m", "ohlora_dagster.instance", "doctor", *args],
+        cwd=REPO,
+        env=_env(home),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
 
 
 def _assert_recovered(home: Path, dead_run_id: str) -> None:
@@ -78,6 +102,7 @@ def _assert_recovered(home: Path, dead_run_id: str) -> None:
 
 
 # --- the workarounds are installed by the instance, and checked against the Dagster they patch ---------------
+
 
 def test_importing_ohlora_dagster_patches_nothing_and_the_instance_installs_the_workarounds(home):
     """Quarantine: `import ohlora_dagster` leaves Dagster as it is; opening the instance dagster.yaml names
@@ -111,14 +136,17 @@ def test_the_dagster_code_the_workarounds_depend_on_is_unchanged():
         for dotted, (digest, recheck) in module.PINNED.items():
             checked += 1
             if source_digest(dotted) != digest:
-                changed.append(f"{dotted} changed since Dagster {CHECKED_AGAINST} (now {dg.__version__}): re-check "
-                               f"{recheck} in ohlora_dagster/dagster_workarounds/{name}.py, then record its digest "
-                               f"{source_digest(dotted)!r} there")
+                changed.append(
+                    f"{dotted} changed since Dagster {CHECKED_AGAINST} (now {dg.__version__}): re-check "
+                    f"{recheck} in ohlora_dagster/dagster_workarounds/{name}.py, then record its digest "
+                    f"{source_digest(dotted)!r} there"
+                )
     assert not changed, "\n".join(changed)
     assert checked >= 20
 
 
 # --- a killed run gives the slot back -----------------------------------------------------------------------
+
 
 def test_killed_run_gives_gpu_slot_to_next_run(home, instance, groups):
     """kill -9 while a pool-gpu step runs; the next run recovers it when it starts."""
@@ -173,11 +201,13 @@ def test_slot_freed_while_a_step_queues_is_not_lost(tmp_path, monkeypatch, reque
         assert storage.claim_concurrency_slot("gpu", "run-a", "holds_gpu").is_claimed
 
         looked = storage.has_unassigned_slots
+
         def look_then_a_frees(key):
             monkeypatch.setattr(storage, "has_unassigned_slots", looked)
             answer = looked(key)
             storage.free_concurrency_slot_for_step("run-a", "holds_gpu")
             return answer
+
         monkeypatch.setattr(storage, "has_unassigned_slots", look_then_a_frees)
 
         first = storage.claim_concurrency_slot("gpu", "run-b", "holds_gpu")
@@ -188,6 +218,7 @@ def test_slot_freed_while_a_step_queues_is_not_lost(tmp_path, monkeypatch, reque
 
 
 # --- a waiting run stops on SIGINT / SIGTERM ------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("executor", ["in_process", "multiprocess"])
 def test_waiting_run_stops_on_sigint_and_on_sigterm(home, instance, groups, executor):
@@ -211,12 +242,19 @@ def test_waiting_run_stops_on_sigint_and_on_sigterm(home, instance, groups, exec
     assert instance.get_run_by_id(holder_run_id).status == dg.DagsterRunStatus.SUCCESS
     assert instance.event_log_storage.get_concurrency_run_ids() == set()
     if executor == "in_process":
-        again = subprocess.run([sys.executable, "-m", "ohlora_dagster.reexecute", stopped[0]], cwd=REPO, env=env,
-                               capture_output=True, text=True, timeout=TIMEOUT)
+        again = subprocess.run(
+            [sys.executable, "-m", "ohlora_dagster.reexecute", stopped[0]],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+        )
         assert again.returncode == 0 and f"(re-execution of {stopped[0]}): SUCCESS" in again.stdout, again.stderr
 
 
 # --- doctor ---------------------------------------------------------------------------------------------------
+
 
 def test_doctor_recovers_killed_run(home, instance, groups):
     """Recovery by hand: `python -m ohlora_dagster.instance doctor [--dry-run]`."""
@@ -324,15 +362,27 @@ def test_two_runs_create_new_instance_at_once(tmp_path, attempt):
     database has exactly one schema version (no "more than one head")."""
     home = tmp_path / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text(
-        (REPO / "dagster.yaml").read_text().replace("storage/dagster", str(home)))
+    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text().replace("storage/dagster", str(home)))
     barrier = tmp_path / "barrier"
     barrier.mkdir()
-    procs = [subprocess.Popen([sys.executable, "-c", AT_THE_SAME_TIME, str(barrier), "2",
-                               *execute_args(home, f"run{i}", 0, in_process=True)],
-                              cwd=REPO, env=_env(home), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
-             for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                AT_THE_SAME_TIME,
+                str(barrier),
+                "2",
+                *execute_args(home, f"run{i}", 0, in_process=True),
+            ],
+            cwd=REPO,
+            env=_env(home),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
     try:
         outputs = [p.communicate(timeout=TIMEOUT)[0] for p in procs]
     finally:

@@ -1,4 +1,5 @@
 """Atomic writes, leftovers from crashes, recipe folders and ledgers, strict checkpoint errors."""
+
 import json
 import os
 import stat
@@ -8,8 +9,17 @@ import sys
 import pytest
 import torch
 
-from ohlora_core.io import (CheckpointError, atomic_path, atomic_write_text, clean_partial_files, load_checkpoint,
-                            load_state_dict_strict, sha256_file, sha256_of_files, state_dict_in)
+from ohlora_core.io import (
+    CheckpointError,
+    atomic_path,
+    atomic_write_text,
+    clean_partial_files,
+    load_checkpoint,
+    load_state_dict_strict,
+    sha256_file,
+    sha256_of_files,
+    state_dict_in,
+)
 from ohlora_core.store import Ledger, MissingArtifact, RecipeDir, current_digest, current_dir
 
 
@@ -35,7 +45,10 @@ def test_files_get_the_mode_the_umask_allows(tmp_path):
     os.umask(umask)
     assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o666 & ~umask  # not mkstemp's 0600
     # a shared volume's group-writable umask, set before the process starts writing
-    code = "import os; os.umask(0o002); from ohlora_core.io import atomic_write_text; atomic_write_text(os.sys.argv[1], 'x')"
+    code = (
+        "import os; os.umask(0o002); from ohlora_core.io import atomic_write_text; "
+        "atomic_write_text(os.sys.argv[1], 'x')"
+    )
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "b.txt")], check=True)
     assert stat.S_IMODE((tmp_path / "b.txt").stat().st_mode) == 0o664
 
@@ -120,6 +133,7 @@ def test_sha256_of_files_depends_on_content_and_order(tmp_path):
 
 # --- one hash per file: stats beside the sha256, compaction, manifests streamed byte-identically ---
 
+
 def _counting_hashes(monkeypatch) -> list:
     """Record every file store.py hashes (what the stat shortcut must avoid)."""
     import ohlora_core.store as store
@@ -197,8 +211,10 @@ def test_promote_compacts_the_ledger_to_one_line_per_item(tmp_path):
     assert sorted(ledger.done({0: "in0", 1: "in1b", 2: "in2"})) == [0, 1, 2]
 
 
-@pytest.mark.parametrize("obj", [{}, {"b": "x", "a": "y"}, {str(i): {"files": {"f": "s"}, "n": [1, 2], "u": "é"}
-                                                              for i in (1, 10, 2, 100, 3)}])
+@pytest.mark.parametrize(
+    "obj",
+    [{}, {"b": "x", "a": "y"}, {str(i): {"files": {"f": "s"}, "n": [1, 2], "u": "é"} for i in (1, 10, 2, 100, 3)}],
+)
 def test_streamed_json_is_byte_identical_to_json_dumps(tmp_path, obj):
     from ohlora_core.store import digest_text, write_sorted_json
 
@@ -213,8 +229,10 @@ def test_manifest_without_stat_lines_and_sidecar_bound_to_manifest(tmp_path, mon
     ledger = _ledger_with_files(tmp_path / "a", 3)
     manifest = tmp_path / "a" / "manifest.json"
     digest = ledger.write_manifest(manifest, [2, 0, 1])
-    records = {str(i): {"item": i, "input": f"in{i}", "files": {f"{i}.bin": sha256_file(tmp_path / "a" / f"{i}.bin")}}
-               for i in range(3)}
+    records = {
+        str(i): {"item": i, "input": f"in{i}", "files": {f"{i}.bin": sha256_file(tmp_path / "a" / f"{i}.bin")}}
+        for i in range(3)
+    }
     assert manifest.read_text() == json.dumps(records, indent=0, sort_keys=True)  # the bytes of before: same version
     hashed = _counting_hashes(monkeypatch)
     index = FileIndex.load(manifest)

@@ -1,6 +1,7 @@
 """`ohlora label`: the label file stays valid and complete whatever the requests, tabs or kills, only the
 asset's images are served, and only to the page's own origin (issue 17 finding 1: the attack suite of
 tests/web_attacks.py, through the TestClient and against the real server)."""
+
 import os
 import signal
 import socket
@@ -13,11 +14,11 @@ import urllib.request
 import pytest
 from starlette.testclient import TestClient
 
-from ohlora_core.io import FILE_MODE
-from ohlora_core.layout import StorageLayout
 from ohlora_core.artifacts import GenderQualityScores
 from ohlora_core.cnn.labels import load_hand_labels
+from ohlora_core.io import FILE_MODE
 from ohlora_core.labelling import LabelRequestError, LabelStore, build_app
+from ohlora_core.layout import StorageLayout
 from tests.labelling_support import N, free_port, label_command, make_storage, post, start_server
 from tests.web_attacks import Attack, attack_cases, check_attack, own_requests, send_asgi, send_http
 
@@ -52,9 +53,14 @@ def test_labels_are_written_as_the_hand_labels_asset_reads_them(app):
     assert client.post("/api/label", json={"no": 3, "gender": 1}).json()["labelled"] == 0
     assert not csv.exists()  # half a label: nothing written yet
     r = client.post("/api/label", json={"no": 3, "quality": 0}).json()
-    assert r["labelled"] == 1 and r["item"] == {"no": 3, "gender": 1, "quality": 0,
-                                                 "p_gender": pytest.approx(0.282, abs=1e-3),
-                                                 "p_quality": pytest.approx(0.282, abs=1e-3), "cnn_note": None}
+    assert r["labelled"] == 1 and r["item"] == {
+        "no": 3,
+        "gender": 1,
+        "quality": 0,
+        "p_gender": pytest.approx(0.282, abs=1e-3),
+        "p_quality": pytest.approx(0.282, abs=1e-3),
+        "cnn_note": None,
+    }
     client.post("/api/label", json={"no": 0, "gender": 0, "quality": 1})
     assert csv.read_text().splitlines() == ["img_name,quality,gender", "0,1,0", "3,0,1"]
     table = load_hand_labels(csv, N, expected_rows=2)  # exactly what hand_labels validates
@@ -63,9 +69,19 @@ def test_labels_are_written_as_the_hand_labels_asset_reads_them(app):
     assert again.labelled == 2 and again.labels[3].gender == 1
 
 
-@pytest.mark.parametrize("body", [{"no": N, "gender": 1}, {"no": -1, "gender": 1}, {"no": "3; rm", "gender": 1},
-                                  {"no": 2, "gender": 2}, {"no": 2, "quality": True}, {"no": 2}, [1, 2],
-                                  {"no": 2.5, "gender": 1}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"no": N, "gender": 1},
+        {"no": -1, "gender": 1},
+        {"no": "3; rm", "gender": 1},
+        {"no": 2, "gender": 2},
+        {"no": 2, "quality": True},
+        {"no": 2},
+        [1, 2],
+        {"no": 2.5, "gender": 1},
+    ],
+)
 def test_invalid_requests_are_refused_and_change_nothing(app, body):
     client, store, csv = app
     client.post("/api/label", json={"no": 1, "gender": 1, "quality": 1})
@@ -77,9 +93,20 @@ def test_invalid_requests_are_refused_and_change_nothing(app, body):
     assert not_json.status_code == 400 and "not valid JSON" in not_json.json()["error"]
 
 
-@pytest.mark.parametrize("path", ["/image/../labels.csv", "/image/..%2F..%2Flabels.csv", "/image/%2e%2e/labels.csv",
-                                  "/image//etc/passwd", "/image/%2Fetc%2Fpasswd", "/image/1.jpg", "/image/12",
-                                  "/image/-1", "/../labels.csv"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/image/../labels.csv",
+        "/image/..%2F..%2Flabels.csv",
+        "/image/%2e%2e/labels.csv",
+        "/image//etc/passwd",
+        "/image/%2Fetc%2Fpasswd",
+        "/image/1.jpg",
+        "/image/12",
+        "/image/-1",
+        "/../labels.csv",
+    ],
+)
 def test_only_the_assets_images_are_served(app, path):
     client, _, _ = app
     assert client.get(path).status_code == 404, path
@@ -95,8 +122,10 @@ def test_two_tabs_labelling_at_once_lose_nothing(app):
             client.post("/api/label", json={"no": no, "gender": gender})
             client.post("/api/label", json={"no": no, "quality": 1})
 
-    tabs = [threading.Thread(target=tab, args=(range(0, N, 2), 1)),
-            threading.Thread(target=tab, args=(range(1, N, 2), 0))]
+    tabs = [
+        threading.Thread(target=tab, args=(range(0, N, 2), 1)),
+        threading.Thread(target=tab, args=(range(1, N, 2), 0)),
+    ]
     for t in tabs:
         t.start()
     for t in tabs:
@@ -170,8 +199,15 @@ def test_the_real_server_refuses_300_mb_at_once_and_stays_small(real_server):
     port, csv = real_server
     rss = lambda: int(open(f"/proc/{server_pid(port)}/status").read().split("VmRSS:")[1].split()[0])  # noqa: E731
     before, start = rss(), time.perf_counter()
-    big = Attack("300 MB", "POST", "/api/label", (("Content-Type", "application/json"),), b"{" * 1000, expect=413,
-                 fixed_length=300_000_000)
+    big = Attack(
+        "300 MB",
+        "POST",
+        "/api/label",
+        (("Content-Type", "application/json"),),
+        b"{" * 1000,
+        expect=413,
+        fixed_length=300_000_000,
+    )
     answer = send_http(port, big)
     assert answer.status == 413 and "300,000,000 bytes" in answer.body.decode()
     assert time.perf_counter() - start < 1.0 and rss() - before < 20_000  # KiB: nothing like 300 MB was read
@@ -179,8 +215,11 @@ def test_the_real_server_refuses_300_mb_at_once_and_stays_small(real_server):
 
 def server_pid(port) -> int:
     """The pid listening on 127.0.0.1:port (the `ohlora label` process under test)."""
-    inode = next(line.split()[9] for line in open("/proc/net/tcp").read().splitlines()[1:]
-                 if line.split()[1] == f"0100007F:{port:04X}" and line.split()[3] == "0A")
+    inode = next(
+        line.split()[9]
+        for line in open("/proc/net/tcp").read().splitlines()[1:]
+        if line.split()[1] == f"0100007F:{port:04X}" and line.split()[3] == "0A"
+    )
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             if any(os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]" for fd in os.listdir(f"/proc/{pid}/fd")):
@@ -190,12 +229,15 @@ def server_pid(port) -> int:
     raise AssertionError(f"no process listens on port {port}")
 
 
-@pytest.mark.parametrize("body, message", [
-    (b"[" * 30_000 + b"]" * 30_000, "nested deeper than 32 levels"),
-    (b'{"no": 1, "gender": NaN}', "holds NaN"),
-    (b'{"no": 1, "gender": 1', "not valid JSON"),
-    (b"[1, 2]", "must be a JSON object"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (b"[" * 30_000 + b"]" * 30_000, "nested deeper than 32 levels"),
+        (b'{"no": 1, "gender": NaN}', "holds NaN"),
+        (b'{"no": 1, "gender": 1', "not valid JSON"),
+        (b"[1, 2]", "must be a JSON object"),
+    ],
+)
 def test_malformed_label_requests_are_a_400_with_a_message(app, body, message):
     client, store, _ = app
     r = client.post("/api/label", content=body, headers={"content-type": "application/json"})
@@ -213,8 +255,10 @@ def test_the_command_says_which_file_it_writes_and_in_which_mode(tmp_path):
         proc.wait(timeout=10)
     csv = StorageLayout(tmp_path, "smoke").labels_csv
     assert lines[0].startswith(f"labelling {N} images from ") and lines[0].endswith("(smoke mode)")
-    assert lines[1] == (f"labels go to {csv} (smoke mode: the smoke pipeline does not read it — it uses stand-in "
-                        "labels; these labels are practice only)")
+    assert lines[1] == (
+        f"labels go to {csv} (smoke mode: the smoke pipeline does not read it — it uses stand-in "
+        "labels; these labels are practice only)"
+    )
     assert lines[2] == f"open http://127.0.0.1:{port}/  (Ctrl+C to stop)"
 
 

@@ -3,6 +3,7 @@
 keyboard (the page's own requests pass the local-server guard), reload, see them kept, check the CSV; the
 smoke notice and the reason for a missing CNN prediction are on the page. Screenshot:
 test-artifacts/labelling.png (docs/labelling.png is a copy)."""
+
 import os
 import shutil
 import signal
@@ -11,13 +12,20 @@ from pathlib import Path
 
 import pytest
 
-from ohlora_core.layout import StorageLayout
 from ohlora_core.cnn.labels import load_hand_labels
+from ohlora_core.layout import StorageLayout
 from tests.labelling_support import N, free_port, make_storage, start_server
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def chromium_path() -> str:
@@ -79,11 +87,14 @@ def check_the_page_explains_itself(page, csv):
     notice = page.locator("#notice")
     assert notice.is_visible() and notice.inner_text() == (
         f"smoke mode: random-weight images, not faces; labels go to {csv}, which the smoke pipeline does not read "
-        "— it uses stand-in labels")
+        "— it uses stand-in labels"
+    )
     assert page.inner_text("#file") == f"labels → {csv} (smoke mode)"
-    assert page.inner_text("#card-11 .cnn") == ("CNN: female –, good – (no prediction: hand-labelled when "
-                                                 "gender_quality_scores was materialized; the CNNs predict only "
-                                                 "unlabelled images)")
+    assert page.inner_text("#card-11 .cnn") == (
+        "CNN: female –, good – (no prediction: hand-labelled when "
+        "gender_quality_scores was materialized; the CNNs predict only "
+        "unlabelled images)"
+    )
     assert "(no prediction" not in page.inner_text("#card-3 .cnn")
 
 
@@ -91,7 +102,13 @@ def check_the_keys_do_what_the_help_says(page):
     assert "← or k: previous · → or j: next" in page.inner_text("#keys")
     selected = lambda: page.locator(".card.sel").get_attribute("id")  # noqa: E731
     assert selected() == "card-0"
-    for key, expected in (("j", "card-1"), ("j", "card-2"), ("k", "card-1"), ("ArrowRight", "card-2"),
-                          ("ArrowLeft", "card-1"), ("k", "card-0")):
+    for key, expected in (
+        ("j", "card-1"),
+        ("j", "card-2"),
+        ("k", "card-1"),
+        ("ArrowRight", "card-2"),
+        ("ArrowLeft", "card-1"),
+        ("k", "card-0"),
+    ):
         page.keyboard.press(key)
         assert selected() == expected, f"after {key}: {selected()}"

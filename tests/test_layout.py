@@ -1,13 +1,26 @@
 """Project rules that are cheap to check: ohlora_core never imports Dagster, and the code
 location loads without importing torch (asset bodies import it lazily)."""
+
 import subprocess
 import sys
 
 CORE_MODULES = [
-    "ohlora_core.io", "ohlora_core.store", "ohlora_core.artifacts", "ohlora_core.pictures", "ohlora_core.seeding",
-    "ohlora_core.generation", "ohlora_core.stylegan", "ohlora_core.cnn", "ohlora_core.segmentation.pipeline",
-    "ohlora_core.scores", "ohlora_core.finetune.gan", "ohlora_core.pipeline.generation", "ohlora_core.pipeline.finetune",
-    "ohlora_core.pretrained", "ohlora_core.budget", "ohlora_core.local_server",
+    "ohlora_core.io",
+    "ohlora_core.store",
+    "ohlora_core.artifacts",
+    "ohlora_core.pictures",
+    "ohlora_core.seeding",
+    "ohlora_core.generation",
+    "ohlora_core.stylegan",
+    "ohlora_core.cnn",
+    "ohlora_core.segmentation.pipeline",
+    "ohlora_core.scores",
+    "ohlora_core.finetune.gan",
+    "ohlora_core.pipeline.generation",
+    "ohlora_core.pipeline.finetune",
+    "ohlora_core.pretrained",
+    "ohlora_core.budget",
+    "ohlora_core.local_server",
 ]
 
 

@@ -1,6 +1,7 @@
 """The local-server guard (ohlora_core/local_server.py) on a minimal app: the attack suite is refused and
 changes nothing, the app's own requests pass, a body over the cap is never read whole, bad JSON is a 400,
 and `serve` listens on loopback only, with clear messages instead of tracebacks."""
+
 import asyncio
 import json
 import subprocess
@@ -14,8 +15,17 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from ohlora_core.local_server import (BadInput, LocalGuard, LocalServerError, bind_loopback, guard,
-                                      json_error_handlers, parse_json_object, read_json_object, url_of)
+from ohlora_core.local_server import (
+    BadInput,
+    LocalGuard,
+    LocalServerError,
+    bind_loopback,
+    guard,
+    json_error_handlers,
+    parse_json_object,
+    read_json_object,
+    url_of,
+)
 from tests.labelling_support import free_port
 from tests.web_attacks import Attack, assert_no_cors, attack_cases, check_attack, own_requests, send_asgi, send_http
 
@@ -26,6 +36,7 @@ VALID = {"key": "a", "value": 1}
 
 def make_app(state: list, max_body: int | None = None):
     """A toy state-changing server: POST /api/set appends its JSON object to `state`."""
+
     async def page(request):
         return PlainTextResponse("page", headers={"Access-Control-Allow-Origin": "*"})  # the guard drops this
 
@@ -38,8 +49,10 @@ def make_app(state: list, max_body: int | None = None):
         await ws.send_text("hello")
         await ws.close()
 
-    app = Starlette(routes=[Route("/", page), Route("/api/set", setter, methods=["POST"]), WebSocketRoute("/ws", echo)],
-                    exception_handlers=json_error_handlers())
+    app = Starlette(
+        routes=[Route("/", page), Route("/api/set", setter, methods=["POST"]), WebSocketRoute("/ws", echo)],
+        exception_handlers=json_error_handlers(),
+    )
     return guard(app) if max_body is None else guard(app, max_body=max_body)
 
 
@@ -78,9 +91,17 @@ def test_a_body_over_the_cap_is_never_read_whole():
     async def send(message):
         sent.append(message)
 
-    scope = {"type": "http", "method": "POST", "path": "/api/set", "server": ("127.0.0.1", PORT),
-             "headers": [(b"host", b"127.0.0.1:%d" % PORT), (b"content-type", b"application/json"),
-                         (b"transfer-encoding", b"chunked")]}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/api/set",
+        "server": ("127.0.0.1", PORT),
+        "headers": [
+            (b"host", b"127.0.0.1:%d" % PORT),
+            (b"content-type", b"application/json"),
+            (b"transfer-encoding", b"chunked"),
+        ],
+    }
     app_calls = []
     asyncio.run(LocalGuard(lambda *a: app_calls.append(a), max_body=64 * 1024)(scope, receive, send))
     assert sum(pulled) == 1 << 20 and app_calls == []  # one 1 MiB chunk read, then refused; the app never ran
@@ -97,9 +118,17 @@ def test_a_big_content_length_is_refused_before_reading():
     async def send(message):
         calls.append(message)
 
-    scope = {"type": "http", "method": "POST", "path": "/", "server": ("127.0.0.1", PORT),
-             "headers": [(b"host", b"localhost:%d" % PORT), (b"content-type", b"application/json"),
-                         (b"content-length", b"300000000")]}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/",
+        "server": ("127.0.0.1", PORT),
+        "headers": [
+            (b"host", b"localhost:%d" % PORT),
+            (b"content-type", b"application/json"),
+            (b"content-length", b"300000000"),
+        ],
+    }
     asyncio.run(LocalGuard(None)(scope, receive, send))
     assert calls[0]["status"] == 413 and b"300,000,000 bytes" in calls[1]["body"]
 
@@ -115,14 +144,17 @@ def test_json_100000_deep_is_a_400_with_a_message_not_a_500():
     assert r.json() == {"n": 1}
 
 
-@pytest.mark.parametrize("raw, message", [
-    (b'{"a": ', "not valid JSON: Expecting value at line 1 column 7"),
-    (b"[1, 2]", "must be a JSON object {...}, got a JSON list"),
-    (b'"text"', "got a JSON str"),
-    (b'{"a": Infinity}', "holds Infinity, which is not JSON"),
-    (b'{"a": "\xe9"}', "not UTF-8 (byte 7"),
-    (b"", "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (b'{"a": ', "not valid JSON: Expecting value at line 1 column 7"),
+        (b"[1, 2]", "must be a JSON object {...}, got a JSON list"),
+        (b'"text"', "got a JSON str"),
+        (b'{"a": Infinity}', "holds Infinity, which is not JSON"),
+        (b'{"a": "\xe9"}', "not UTF-8 (byte 7"),
+        (b"", "not valid JSON"),
+    ],
+)
 def test_parse_json_object_says_what_is_wrong(raw, message):
     with pytest.raises(BadInput) as info:
         parse_json_object(raw)
@@ -139,7 +171,6 @@ def test_websockets_from_foreign_hosts_and_origins_are_closed(toy):
             with client.websocket_connect(f"ws://127.0.0.1:{PORT}/ws", headers=headers) as ws:
                 ws.receive_text()
         assert info.value.code == 1008
-
 
 
 def test_a_server_without_a_tcp_port_answers_nothing():
@@ -188,8 +219,15 @@ def test_the_real_server_refuses_the_attacks_and_serves_its_own_page():
         for attack in attack_cases("/api/set", VALID):
             check_attack(lambda a: send_http(port, a), attack)
         start = time.perf_counter()
-        big = Attack("big", "POST", "/api/set", (("Content-Type", "application/json"),), b"{}", expect=413,
-                     fixed_length=300_000_000)
+        big = Attack(
+            "big",
+            "POST",
+            "/api/set",
+            (("Content-Type", "application/json"),),
+            b"{}",
+            expect=413,
+            fixed_length=300_000_000,
+        )
         check_attack(lambda a: send_http(port, a), big)
         assert time.perf_counter() - start < 1.0
         own_post = send_http(port, own_requests("/api/set", VALID)[0])
@@ -197,4 +235,3 @@ def test_the_real_server_refuses_the_attacks_and_serves_its_own_page():
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-

@@ -1,5 +1,6 @@
 """Smoke and full never mix (issue 18): separate asset keys, files and label files; a failed full-mode attempt
 changes nothing the UI shows for the smoke assets."""
+
 import dagster as dg
 
 from ohlora_core.layout import StorageLayout
@@ -17,13 +18,17 @@ def _status(instance, mode: str, name: str) -> tuple[int | None, bool]:
 
 def test_a_failed_full_attempt_leaves_the_smoke_assets_as_they_were(tmp_path):
     with dg.instance_for_test() as instance:
-        assert run_job("smoke", tmp_path, instance, ["latent_codes", "raw_images"],
-                       settings={"n_images": 3, "batch_size": 3}).success
+        assert run_job(
+            "smoke", tmp_path, instance, ["latent_codes", "raw_images"], settings={"n_images": 3, "batch_size": 3}
+        ).success
         before = [_status(instance, "smoke", n) for n in ("latent_codes", "raw_images")]
         failed = run_job("full", tmp_path, instance, ["latent_codes", "raw_images"])  # no checkpoint here
         assert not failed.success
-        planned = {r.dagster_event.asset_key for r in instance.all_logs(failed.run_id)
-                   if r.dagster_event and r.dagster_event.asset_key}
+        planned = {
+            r.dagster_event.asset_key
+            for r in instance.all_logs(failed.run_id)
+            if r.dagster_event and r.dagster_event.asset_key
+        }
         assert all(k.path[0] == "full" for k in planned)
         assert [_status(instance, "smoke", n) for n in ("latent_codes", "raw_images")] == before
         assert before[0][0] is not None and before[0][1] is False and before[1][1] is False

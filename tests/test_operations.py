@@ -1,4 +1,5 @@
 """Running it for months: progress lines, GPU out-of-memory handling, transient-failure retries, re-execution."""
+
 import errno
 
 import dagster as dg
@@ -27,6 +28,7 @@ def _oom_above(limit: int, calls: list):
         if batch > limit:
             raise torch.cuda.OutOfMemoryError(f"CUDA out of memory. Tried to allocate 2.00 GiB (batch {batch})")
         return f"done at {batch}"
+
     return run
 
 
@@ -34,9 +36,11 @@ def test_out_of_memory_halves_the_batch_until_it_fits():
     calls, log = [], []
     result, batch, failed = halving_batches(_oom_above(3, calls), 16, log.append)
     assert (result, batch, failed, calls) == ("done at 2", 2, [16, 8, 4], [16, 8, 4, 2])
-    assert log == ["out of GPU memory at batch 16: retrying at batch 8",
-                   "out of GPU memory at batch 8: retrying at batch 4",
-                   "out of GPU memory at batch 4: retrying at batch 2"]
+    assert log == [
+        "out of GPU memory at batch 16: retrying at batch 8",
+        "out of GPU memory at batch 8: retrying at batch 4",
+        "out of GPU memory at batch 4: retrying at batch 2",
+    ]
     with pytest.raises(torch.cuda.OutOfMemoryError):
         halving_batches(_oom_above(0, []), 4)  # even batch 1 does not fit: the error stands
     with pytest.raises(ValueError, match="not memory"):
@@ -57,13 +61,17 @@ def test_an_out_of_memory_generation_equals_a_run_at_the_smaller_batch(tmp_path,
 
     with dg.instance_for_test() as instance:
         monkeypatch.setattr(generation, "generate_images", tight_gpu)
-        result = materialize("smoke", ["latent_codes", "raw_images"], tmp_path / "a", instance, n_images=3, batch_size=8)
+        result = materialize(
+            "smoke", ["latent_codes", "raw_images"], tmp_path / "a", instance, n_images=3, batch_size=8
+        )
         m = meta(result, "smoke", "raw_images")
         assert m["batch_size"] == 2 and m["out_of_memory_at"] == "8, 4"
         monkeypatch.undo()
         materialize("smoke", ["latent_codes", "raw_images"], tmp_path / "b", instance, n_images=3, batch_size=2)
-    images = lambda root: {p.name: p.read_bytes() for p in  # noqa: E731
-                           (root / "artifacts" / "smoke" / "raw_images" / "current" / "images").iterdir()}
+    images = lambda root: {
+        p.name: p.read_bytes()
+        for p in (root / "artifacts" / "smoke" / "raw_images" / "current" / "images").iterdir()  # noqa: E731
+    }
     assert images(tmp_path / "a") == images(tmp_path / "b") and len(images(tmp_path / "a")) == 3
 
 
@@ -102,8 +110,9 @@ def test_reexecute_from_failure_redoes_only_the_failed_step(tmp_path):
     (home / "dagster.yaml").write_text((repo / "dagster.yaml").read_text().replace("storage/dagster", str(home)))
     needed = tmp_path / "needed.txt"
     config = tmp_path / "run.yaml"
-    config.write_text("execution: {config: {in_process: {}}}\n"
-                      f"ops: {{needs_file: {{config: {{path: '{needed}'}}}}}}\n")
+    config.write_text(
+        f"execution: {{config: {{in_process: {{}}}}}}\nops: {{needs_file: {{config: {{path: '{needed}'}}}}}}\n"
+    )
     env = {**os.environ, "DAGSTER_HOME": str(home)}
 
     def run(*args):
@@ -122,8 +131,11 @@ def test_reexecute_from_failure_redoes_only_the_failed_step(tmp_path):
         child = instance.get_runs(limit=1)[0]
         assert child.parent_run_id == parent.run_id and child.status == dg.DagsterRunStatus.SUCCESS
         assert child.run_config == parent.run_config
-        started = {e.dagster_event.step_key for e in instance.all_logs(child.run_id)
-                   if e.dagster_event and e.dagster_event.event_type_value == "STEP_START"}
+        started = {
+            e.dagster_event.step_key
+            for e in instance.all_logs(child.run_id)
+            if e.dagster_event and e.dagster_event.event_type_value == "STEP_START"
+        }
         assert started == {"needs_file"}  # first_step succeeded in the parent: not redone
     again = run(sys.executable, "-m", "ohlora_dagster.reexecute", child.run_id)
     assert again.returncode != 0 and "is SUCCESS, not FAILURE or CANCELED" in again.stderr

@@ -1,4 +1,5 @@
 """ohlora_core.pictures: pixel sizes, byte-identical renders, NaN/inf handling, the identity line, captions."""
+
 import hashlib
 import io
 import subprocess
@@ -41,8 +42,11 @@ def red(a: np.ndarray) -> np.ndarray:  # COLOURS[1] #d62728
 
 
 RNG = np.random.default_rng(0)
-LOSSES = {"d_loss": 1.4 + 0.3 * RNG.standard_normal(300), "g_loss": 0.8 + 0.5 * RNG.standard_normal(300),
-          "AUROC": np.clip(0.7 + 0.1 * RNG.standard_normal(300), 0, 1)}
+LOSSES = {
+    "d_loss": 1.4 + 0.3 * RNG.standard_normal(300),
+    "g_loss": 0.8 + 0.5 * RNG.standard_normal(300),
+    "AUROC": np.clip(0.7 + 0.1 * RNG.standard_normal(300), 0, 1),
+}
 COLUMNS = {f"score_{k}": RNG.standard_normal(500) * (k + 1) for k in range(7)}
 PANELS = {f"v1 {p}": (np.repeat([-1.2, 0.0, 1.2], 20), RNG.standard_normal(60)) for p in ("eyes", "mouth", "pose")}
 RENDERS = {
@@ -76,9 +80,11 @@ def test_renders_are_byte_identical(name):
 
 def test_save_png_writes_the_same_bytes_in_another_process(tmp_path):
     P.save_png(P.line_plot(LOSSES, title="fine-tune v1", caption=P.SMOKE_CAPTION), tmp_path / "here.png")
-    code = ("import numpy as np, sys\nsys.path.insert(0, 'tests')\nfrom ohlora_core import pictures as P\n"
-            "import test_pictures as T\n"
-            f"P.save_png(P.line_plot(T.LOSSES, title='fine-tune v1', caption=P.SMOKE_CAPTION), r'{tmp_path}/there.png')")
+    code = (
+        "import numpy as np, sys\nsys.path.insert(0, 'tests')\nfrom ohlora_core import pictures as P\n"
+        "import test_pictures as T\n"
+        f"P.save_png(P.line_plot(T.LOSSES, title='fine-tune v1', caption=P.SMOKE_CAPTION), r'{tmp_path}/there.png')"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
     here, there = ((tmp_path / f).read_bytes() for f in ("here.png", "there.png"))
     assert hashlib.sha256(here).digest() == hashlib.sha256(there).digest()
@@ -124,8 +130,8 @@ def test_caption_is_rendered_below_the_unchanged_picture():
     captioned = P.histograms({"a": [1.0, 2.0]}, caption=P.SMOKE_CAPTION)
     assert captioned.width == plain.width and captioned.height > plain.height
     a = pixels(captioned)
-    assert np.array_equal(a[:plain.height], pixels(plain))
-    strip = a[plain.height:]
+    assert np.array_equal(a[: plain.height], pixels(plain))
+    strip = a[plain.height :]
     text = np.abs(strip - np.array(P.CAPTION_TEXT)).sum(axis=-1) < 60
     assert text.sum() > 100  # glyphs in the caption's colour, not only its background
     other = P.caption(plain, "a different caption")
@@ -133,9 +139,12 @@ def test_caption_is_rendered_below_the_unchanged_picture():
 
 
 def test_every_picture_function_takes_a_caption():
-    for render, kwargs in ((P.line_plot, {"series": LOSSES}), (P.histograms, {"columns": COLUMNS}),
-                           (P.scatter_panels, {"panels": PANELS}),
-                           (P.image_grid, {"images": [np.zeros((8, 8, 3), np.uint8)]})):
+    for render, kwargs in (
+        (P.line_plot, {"series": LOSSES}),
+        (P.histograms, {"columns": COLUMNS}),
+        (P.scatter_panels, {"panels": PANELS}),
+        (P.image_grid, {"images": [np.zeros((8, 8, 3), np.uint8)]}),
+    ):
         plain, captioned = render(**kwargs), render(**kwargs, caption=P.SMOKE_CAPTION)
         assert captioned.height > plain.height, render.__name__
     assert P.caption(RENDERS["line_plot"](), None).size == (640, 320)

@@ -1,5 +1,6 @@
 """The whole smoke graph (README's main command, conftest.smoke_graph): what every asset wrote and said,
 the CLI against the pipeline's own images, and smoke and full never sharing a history."""
+
 import shutil
 
 import dagster as dg
@@ -52,13 +53,15 @@ def test_the_fine_tuned_generators_and_the_report(smoke_graph):
         assert m["steps"] == 2 and m["resumed_from"] == "no (fresh run)"  # smoke: 2 small steps
         assert m["loss_plot"].startswith("![v") and "| idx | d_loss |" in m["last_steps"]
         log = pd.read_csv(files.train_log, index_col=0)
-        assert list(log.columns[:len(LOG_COLUMNS)]) == LOG_COLUMNS and len(log) == 2
+        assert list(log.columns[: len(LOG_COLUMNS)]) == LOG_COLUMNS and len(log) == 2
         G = load_generator(files.generator)  # bare state_dicts, like the original's files
         D = load_discriminator(files.discriminator, minibatch_std_group_size=16)
         assert (G.label_size, G.label_embed_dim, D.label_size, D.label_mode) == (labels_n, 16, labels_n, "concat")
         assert not files.snapshot.exists() and (files.dir / "samples" / "epoch_0000.png").is_file()
-    assert _meta(smoke_graph, "stylegan_finetune_v2")["steps"] == 2 and _meta(smoke_graph, "stylegan_finetune_v3")[
-        "steps"] == 2
+    assert (
+        _meta(smoke_graph, "stylegan_finetune_v2")["steps"] == 2
+        and _meta(smoke_graph, "stylegan_finetune_v3")["steps"] == 2
+    )
     assert load_generator(cur(a.StyleganFinetuneV2).generator).label_embed_dim == 16
     assert load_generator(cur(a.StyleganFinetuneV3).generator).label_embed_dim == 24  # dense0 536 -> w
     assert pd.read_csv(cur(a.StyleganFinetuneV3).test_results)["passed"].isin(["O", "X"]).all()
@@ -81,9 +84,30 @@ def test_ohlora_generate_gives_the_assets_first_images(smoke_graph, tmp_path):
 
     assert _meta(smoke_graph, "finetuned_samples")["z"].startswith("seeded")
     out = tmp_path / "cli"
-    done = subprocess.run([sys.executable, "-m", "ohlora_core.cli", "generate", "--version", "v3", "--storage",
-                           str(smoke_graph.root), "--mode", "smoke", "-n", "4", "--seed", "0", "--out", str(out),
-                           "--device", "cpu"], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ohlora_core.cli",
+            "generate",
+            "--version",
+            "v3",
+            "--storage",
+            str(smoke_graph.root),
+            "--mode",
+            "smoke",
+            "-n",
+            "4",
+            "--seed",
+            "0",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in out.glob("*.jpg")) == [f"{i:06d}.jpg" for i in range(4)]
     samples = smoke_graph.layout().current(a.FinalSamples)

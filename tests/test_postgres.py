@@ -7,6 +7,7 @@ Debian's PostgreSQL server (apt package `postgresql`; .ci/run installs it) is st
 test (tests/postgres_server.py). .ci/run runs README's main job — the whole smoke graph — on the same kind of
 private server.
 """
+
 import os
 import signal
 import subprocess
@@ -15,9 +16,17 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from pool_runs import (
+    TIMEOUT,
+    assert_stopped_cleanly,
+    dagster_cmd,
+    dg_launch_cmd,
+    hold_slot,
+    kill_group,
+    start,
+    stop_waiting_run,
+)
 
-from pool_runs import (TIMEOUT, assert_stopped_cleanly, dagster_cmd, dg_launch_cmd, hold_slot, kill_group, start,
-                       stop_waiting_run)
 from tests.postgres_server import halt, private_postgres, resume
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,8 +93,9 @@ def test_two_runs_at_once_share_the_gpu_pool_on_postgres(postgres_url, tmp_path,
     instance = _instance(tmp_path, postgres_url, monkeypatch)
     try:
         _clean_pool(instance)
-        runs = [start(dg_launch_cmd(home, name, in_process=True), env, home / f"{name}.log", groups)
-                for name in ("a", "b")]
+        runs = [
+            start(dg_launch_cmd(home, name, in_process=True), env, home / f"{name}.log", groups) for name in ("a", "b")
+        ]
         for name, proc in zip(("a", "b"), runs):
             assert proc.wait(timeout=TIMEOUT) == 0, (home / f"{name}.log").read_text()[-3000:]
         assert type(instance.run_storage).__name__ == "OhloraPostgresRunStorage"
@@ -94,9 +104,13 @@ def test_two_runs_at_once_share_the_gpu_pool_on_postgres(postgres_url, tmp_path,
         assert all("ohlora/worker" in r.dagster_run.tags for r in records)
         spans = []  # when each run's holds_gpu step (pool gpu) ran: the two must not overlap
         for r in records:
-            times = {e.dagster_event.event_type_value: e.timestamp for e in instance.all_logs(r.dagster_run.run_id)
-                     if e.dagster_event and e.dagster_event.step_key == "holds_gpu"
-                     and e.dagster_event.event_type_value in ("STEP_START", "STEP_SUCCESS")}
+            times = {
+                e.dagster_event.event_type_value: e.timestamp
+                for e in instance.all_logs(r.dagster_run.run_id)
+                if e.dagster_event
+                and e.dagster_event.step_key == "holds_gpu"
+                and e.dagster_event.event_type_value in ("STEP_START", "STEP_SUCCESS")
+            }
             spans.append((times["STEP_START"], times["STEP_SUCCESS"]))
         first, second = sorted(spans)
         assert first[1] <= second[0], spans
@@ -115,8 +129,9 @@ def test_waiting_run_stops_on_sigint_and_on_sigterm_on_postgres(postgres_url, tm
         holder, holder_run_id, release = hold_slot(home, env, "holder", groups, instance)
         for signum in (signal.SIGINT, signal.SIGTERM):
             name = f"waiting-{signum.name}"
-            run_id, took, output = stop_waiting_run(home, env, name, groups, instance,
-                                                    dg_launch_cmd(home, name, in_process=True), signum)
+            run_id, took, output = stop_waiting_run(
+                home, env, name, groups, instance, dg_launch_cmd(home, name, in_process=True), signum
+            )
             print(f"postgres: {signum.name} -> exit in {took:.1f} s")
             assert_stopped_cleanly(instance, run_id, output, holder_run_id)
             assert holder.poll() is None
@@ -144,8 +159,14 @@ def test_a_run_killed_by_a_database_outage_gives_its_slot_back(tmp_path, monkeyp
             assert a.wait(timeout=TIMEOUT) != 0
             assert "DagsterPostgresException" in (home / "a.log").read_text()
             resume(folder)
-            b = subprocess.run(dagster_cmd(home, "b", in_process=True), cwd=REPO, env=env, capture_output=True,
-                               text=True, timeout=TIMEOUT)
+            b = subprocess.run(
+                dagster_cmd(home, "b", in_process=True),
+                cwd=REPO,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=TIMEOUT,
+            )
             assert b.returncode == 0, b.stdout[-3000:] + b.stderr[-3000:]
             assert f"recovered run {a_run_id} (gpu_job): STARTED, its process" in b.stderr
             statuses = {run.run_id: run.status for run in instance.get_runs()}
@@ -232,8 +253,14 @@ def test_a_slot_goes_to_one_step_only(postgres_url, tmp_path, monkeypatch, condi
             with connect() as conn:
                 first = not a_took
                 a_took.append(None)
-                yield _ATakesTheSlotAfterBLooked(conn, lambda: a_took.append(
-                    storage._claim_concurrency_slot("gpu", "run-a", "holds_gpu"))) if first else conn
+                yield (
+                    _ATakesTheSlotAfterBLooked(
+                        conn, lambda: a_took.append(storage._claim_concurrency_slot("gpu", "run-a", "holds_gpu"))
+                    )
+                    if first
+                    else conn
+                )
+
         monkeypatch.setattr(storage, "index_connection", b_looks_then_a_takes)
         b_took = storage._claim_concurrency_slot("gpu", "run-b", "holds_gpu")  # B is assigned: this is its claim
         monkeypatch.setattr(storage, "index_connection", connect)

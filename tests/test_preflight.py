@@ -1,5 +1,6 @@
 """A run that cannot work fails once, at its start, before any step or any file (issue 17 finding 4,
 issue 18 'a bad config fails 21 times'): the executor's preflight on the real run path."""
+
 import time
 
 import dagster as dg
@@ -59,7 +60,7 @@ def test_a_billion_images_are_refused_in_seconds_with_an_estimate(generated):
     root, instance = generated
     before = _snapshot(root / "artifacts")
     t0 = time.perf_counter()
-    result = run_job("smoke", root, instance, ["latent_codes"], settings={"n_images": 10 ** 9})
+    result = run_job("smoke", root, instance, ["latent_codes"], settings={"n_images": 10**9})
     assert time.perf_counter() - t0 < 10
     message = _failure(instance, result)
     assert "n_images=1,000,000,000 needs about 1.9 TB of disk (latent_codes 1.9 TB)" in message, message
@@ -71,8 +72,11 @@ def test_full_mode_without_its_files_fails_once_naming_every_missing_file(tmp_pa
         result = run_job("full", tmp_path, instance, executor="multiprocess")
         message = _failure(instance, result)
         assert _steps_started(instance, result.run_id) == 0
-    for missing in ("stylegan_celeba_partial256.pth", "facexformer/ckpts/model.pt",
-                    "labels/synthesize_results_quality_and_gender.csv"):
+    for missing in (
+        "stylegan_celeba_partial256.pth",
+        "facexformer/ckpts/model.pt",
+        "labels/synthesize_results_quality_and_gender.csv",
+    ):
         assert f"{tmp_path}/" in message and missing in message, missing
     assert not (tmp_path / "artifacts").exists()
 
@@ -81,14 +85,18 @@ def test_a_step_whose_upstream_is_missing_is_refused_before_it_waits_for_the_gpu
     with dg.instance_for_test() as instance:
         result = run_job("smoke", tmp_path, instance, ["segmentation_maps"])
         message = _failure(instance, result)
-    assert "segmentation_maps reads filtered_images, which is neither materialized in smoke mode nor part of this" \
-           in message and "segmentation_maps reads raw_images" in message
+    assert (
+        "segmentation_maps reads filtered_images, which is neither materialized in smoke mode nor part of this"
+        in message
+        and "segmentation_maps reads raw_images" in message
+    )
 
 
 def test_a_label_file_with_the_wrong_row_count_is_refused_before_any_step(tmp_path):
     (tmp_path / "labels").mkdir()
     (tmp_path / "labels" / "synthesize_results_quality_and_gender.csv").write_text(
-        "img_name,quality,gender\n0,1,1\n1,0,1\n")
+        "img_name,quality,gender\n0,1,1\n1,0,1\n"
+    )
     with dg.instance_for_test() as instance:
         result = run_job("full", tmp_path, instance, ["hand_labels"], settings={"n_images": 5, "n_labelled": 3})
         message = _failure(instance, result)

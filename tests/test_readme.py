@@ -1,5 +1,6 @@
 """README is tested: its commands run as written (smoke mode), its stale-set table matches what Dagster
 reports, and every bash block is either run here or says why not (tests/readme.py)."""
+
 import json
 import textwrap
 
@@ -8,8 +9,15 @@ import pytest
 
 from tests import readme
 
-RUN = {"setup": ".ci/run", "tests": ".ci/run", "main": "conftest.smoke_graph", "generate": "this file",
-       "doctor": "this file", "backfill": "this file", "stale-sets": "this file (a table)"}
+RUN = {
+    "setup": ".ci/run",
+    "tests": ".ci/run",
+    "main": "conftest.smoke_graph",
+    "generate": "this file",
+    "doctor": "this file",
+    "backfill": "this file",
+    "stale-sets": "this file (a table)",
+}
 V2_ROW, V1_ROW = "`ohlora_core/scores/v2.py`", "`ohlora_core/scores/v1.py`"
 
 
@@ -37,7 +45,7 @@ def test_the_main_job_materializes_the_whole_graph_on_postgres_and_says_so(smoke
         assert len(keys) == 20 and all(instance.get_latest_materialization_event(k) for k in keys)
     out = smoke_graph.output
     assert out.count("smoke mode: deterministic random weights") == 1  # the banner, once, at the start
-    summary = out[out.index("materialized:"):]
+    summary = out[out.index("materialized:") :]
     for key in keys:
         assert f"{key.to_user_string()} " in summary and str(smoke_graph.root / "artifacts" / "smoke") in summary
 
@@ -77,15 +85,16 @@ def test_the_backfill_commands_bring_back_a_fresh_graph(smoke_graph, tmp_path):
     """Last among the tests that use the smoke graph: it re-materializes the ten assets of a v2 bump."""
     bump = tmp_path / "bump"
     bump.mkdir()  # what a developer does to ohlora_core/scores/v2.py, for every process these commands start
-    (bump / "sitecustomize.py").write_text(textwrap.dedent("""
+    (bump / "sitecustomize.py").write_text(
+        textwrap.dedent("""
         import ohlora_core.scores.v2 as v2
         v2.ALGORITHM_VERSION += "-bumped"
-    """))
+    """)
+    )
     env = {**smoke_graph.env, "PYTHONPATH": str(bump)}
     listing, launch, after = readme.block("backfill").commands
     before = readme.run(listing, env).stdout
-    assert sorted(line.split(":")[0].split("/")[1] for line in before.splitlines()) == sorted(
-        readme.table_row(V2_ROW))
+    assert sorted(line.split(":")[0].split("/")[1] for line in before.splitlines()) == sorted(readme.table_row(V2_ROW))
     readme.run(launch, env, timeout=1500)
     assert readme.run(after, env).stdout.strip() == "nothing is stale"
     with smoke_graph.instance() as instance:

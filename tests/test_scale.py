@@ -1,5 +1,6 @@
 """Memory of the bookkeeping at large n (tracemalloc: exact and unaffected by machine load), and
 bench/scale.py doing its work at a small n. No timings are asserted here: bench/scale.py reports them."""
+
 import subprocess
 import sys
 import tracemalloc
@@ -40,17 +41,30 @@ def test_latents_written_and_previewed_in_bounded_memory(tmp_path):
     assert path.stat().st_size == Z_BYTES + 128  # the .npy header is 128 bytes
     peak = _peak(lambda: latent_preview_values(path, max_rows=512, chunk=1024))
     assert peak < 16 * (1 << 20), peak  # the 512-row sample plus one float64 chunk and its square
-    np.testing.assert_array_equal(np.load(path, mmap_mode="r")[N - 3:], latent_codes(3, range(N - 3, N)))
+    np.testing.assert_array_equal(np.load(path, mmap_mode="r")[N - 3 :], latent_codes(3, range(N - 3, N)))
 
 
 @pytest.mark.parametrize("sizes", ["200,2000"])
 def test_scale_bench_runs_every_stage_and_reports_growth(tmp_path, sizes):
-    out = subprocess.run([sys.executable, str(ROOT / "bench" / "scale.py"), "--sizes", sizes, "--dir", str(tmp_path),
-                          "--batch", "16"], check=True, capture_output=True, text=True, timeout=900).stdout
-    stages = ["latent_codes (write + preview)", "raw_images (ledger, manifest)", "raw_images rerun (all intact)",
-              "consumers: verify all", "consumers: 1 image per call", "segmentation (ledger, manifest)",
-              "segmentation rerun (all intact)", "consumers: verify maps", "score tables (frame, normalise, csv)"]
-    table = out[out.index("\nstage"):]
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "scale.py"), "--sizes", sizes, "--dir", str(tmp_path), "--batch", "16"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    ).stdout
+    stages = [
+        "latent_codes (write + preview)",
+        "raw_images (ledger, manifest)",
+        "raw_images rerun (all intact)",
+        "consumers: verify all",
+        "consumers: 1 image per call",
+        "segmentation (ledger, manifest)",
+        "segmentation rerun (all intact)",
+        "consumers: verify maps",
+        "score tables (frame, normalise, csv)",
+    ]
+    table = out[out.index("\nstage") :]
     for stage in stages:  # each stage asserted its own work inside the bench (files, manifests, reruns)
         assert sum(line.startswith(stage) for line in table.splitlines()) == 1, stage
     assert "n=200" in table and "n=2,000" in table and "~ n^e" in table

@@ -1,4 +1,5 @@
 """normalize_scores == the original normalize_all_scores, plus the CSV table builder."""
+
 import json
 from pathlib import Path
 

@@ -4,15 +4,15 @@ Expected values come from running the original functions on the committed maps
 (tests/fixtures/scores/README.md). Every finite value must match bit for bit; where the original
 crashed / returned None / gave NaN we must give NaN and the matching flag.
 """
+
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-
 from conftest import assert_batch_composition_does_not_matter, assert_matches_original
-from ohlora_core.scores import (ScoreFlag, V1_VERSION, compute_scores_v1, load_parsing_png,
-                                load_v1_image)
+
+from ohlora_core.scores import V1_VERSION, ScoreFlag, compute_scores_v1, load_parsing_png, load_v1_image
 
 FIX = Path(__file__).parent / "fixtures" / "scores"
 
@@ -46,10 +46,14 @@ def test_every_value_matches_the_original(score_fixture, result):
 def test_flag_summary(result, score_fixture):
     names = score_fixture[0]
     counts = result.flag_counts()
-    assert counts == {"hair_color": {"NO_HAIR_CRASH": 2}, "hair_length": {"NO_HAIR_NONE": 2},
-                      "pose": {"NOSE_FEWER_THAN_2": 4, "NOSE_ONE_ROW_OR_COLUMN": 2}}
+    assert counts == {
+        "hair_color": {"NO_HAIR_CRASH": 2},
+        "hair_length": {"NO_HAIR_NONE": 2},
+        "pose": {"NOSE_FEWER_THAN_2": 4, "NOSE_ONE_ROW_OR_COLUMN": 2},
+    }
     assert sorted(names[i] for i in result.flagged_rows()) == sorted(
-        ["no_hair", "all_background", "no_nose", "single_nose_pixel", "nose_one_column", "nose_one_row", "all_hair"])
+        ["no_hair", "all_background", "no_nose", "single_nose_pixel", "nose_one_column", "nose_one_row", "all_hair"]
+    )
 
 
 def test_batch_composition_does_not_matter(score_fixture, result, monkeypatch):
@@ -81,8 +85,11 @@ def test_loaders_decode_like_the_original(tmp_path, score_fixture):
     jpg = tmp_path / "000123.jpg"
     jpg.write_bytes(cv2.imencode(".jpg", big)[1].tobytes())
     # the original's compute_all_image_scores: imdecode(fromfile) then resize INTER_LINEAR
-    ref = cv2.resize(cv2.imdecode(np.fromfile(jpg, dtype=np.uint8), cv2.IMREAD_COLOR), dsize=(224, 224),
-                     interpolation=cv2.INTER_LINEAR)
+    ref = cv2.resize(
+        cv2.imdecode(np.fromfile(jpg, dtype=np.uint8), cv2.IMREAD_COLOR),
+        dsize=(224, 224),
+        interpolation=cv2.INTER_LINEAR,
+    )
     ours = load_v1_image(jpg)
     assert ours.shape == (224, 224, 3) and ours.dtype == np.uint8
     np.testing.assert_array_equal(ours, ref)

@@ -4,19 +4,23 @@ Expected values come from running the original functions on the committed maps
 (tests/fixtures/scores/README.md). Every finite value must match bit for bit; where the original
 gives +-inf / NaN (v2 pose with both eye centroids in one column) we give NaN and a flag.
 """
+
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import assert_batch_composition_does_not_matter, assert_matches_original
-from ohlora_core.scores import ScoreFlag, V2_VERSION, compute_scores_v2, load_face_crop
+
+from ohlora_core.scores import V2_VERSION, ScoreFlag, compute_scores_v2, load_face_crop
 from ohlora_core.scores.v2 import farthest_pair_cos
 
 FIX = Path(__file__).parent / "fixtures" / "scores"
-FLAG_OF_STATUS = {"inf": ScoreFlag.EYES_SAME_COLUMN_POS_INF, "-inf": ScoreFlag.EYES_SAME_COLUMN_NEG_INF,
-                  "nan": ScoreFlag.EYES_SAME_CENTROID_NAN}
+FLAG_OF_STATUS = {
+    "inf": ScoreFlag.EYES_SAME_COLUMN_POS_INF,
+    "-inf": ScoreFlag.EYES_SAME_COLUMN_NEG_INF,
+    "nan": ScoreFlag.EYES_SAME_CENTROID_NAN,
+}
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +50,9 @@ def test_original_fallbacks_are_values_not_flags(score_fixture, result):
     assert row["background_1_px"][6] == 0.0 and row["background_2_px"][6] == 0.0
     # left eye: two diameter pairs tie; the original keeps the first in its loop order (cos 2/sqrt(13))
     assert row["tie_break_eyes"][0] == 3 * (2 / math.sqrt(13))
-    assert result.flag_counts() == {"pose": {"EYES_SAME_COLUMN_POS_INF": 1, "EYES_SAME_COLUMN_NEG_INF": 1,
-                                             "EYES_SAME_CENTROID_NAN": 1}}
+    assert result.flag_counts() == {
+        "pose": {"EYES_SAME_COLUMN_POS_INF": 1, "EYES_SAME_COLUMN_NEG_INF": 1, "EYES_SAME_CENTROID_NAN": 1}
+    }
 
 
 def _farthest_pair_cos_bruteforce(mask: np.ndarray) -> float:
@@ -60,7 +65,7 @@ def _farthest_pair_cos_bruteforce(mask: np.ndarray) -> float:
     low = np.tril(d, -1)
     i, j = np.argwhere(low == low.max())[0]
     dy, dx = abs(int(pts[i, 0] - pts[j, 0])), abs(int(pts[i, 1] - pts[j, 1]))
-    return dx / math.sqrt(dy ** 2 + dx ** 2)
+    return dx / math.sqrt(dy**2 + dx**2)
 
 
 def test_hull_restricted_pair_search_equals_all_pairs():
@@ -86,6 +91,7 @@ def test_bad_input_and_loader(tmp_path):
     with pytest.raises(ValueError, match="parsing maps must be uint8 of shape"):
         compute_scores_v2(np.zeros((1, 256, 256), np.uint8), np.zeros((1, 256, 256, 3), np.uint8))
     import cv2
+
     crop = np.random.default_rng(0).integers(0, 256, (224, 224, 3)).astype(np.uint8)
     path = tmp_path / "face_000001.png"
     path.write_bytes(cv2.imencode(".png", crop)[1].tobytes())

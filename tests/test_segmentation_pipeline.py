@@ -1,4 +1,5 @@
 """segment_images end to end on a face + a blank image: files, no-face record, ledger-driven reruns."""
+
 import os
 from pathlib import Path
 
@@ -47,7 +48,10 @@ def test_writes_label_map_and_face_and_records_no_face(first_run):
     files, summary = first_run
     assert summary.written == [7] and summary.no_face == [9] and summary.skipped == [] and summary.seconds > 0
     assert sorted(p.name for p in files.results_dir.iterdir()) == [
-        "face_000007.png", "parsing_000007.png", "parsing_visualization_000007.png"]
+        "face_000007.png",
+        "parsing_000007.png",
+        "parsing_visualization_000007.png",
+    ]
     labels = cv2.imread(str(files.parsing(7)), cv2.IMREAD_UNCHANGED)
     assert labels.dtype == np.uint8 and labels.shape == (224, 224) and labels.max() <= 10
     np.testing.assert_array_equal(read_label_map(files.parsing(7)), labels)
@@ -128,7 +132,6 @@ def test_fallback_box_parses_faceless_images_and_lists_them(images, model, tmp_p
     assert face.shape == (224, 224, 3) and abs(int(face.mean()) - 200) <= 1  # the blank grey image's centre
 
 
-
 def test_outputs_are_hashed_once_and_the_manifest_keeps_its_bytes(images, model, tmp_path, monkeypatch):
     import hashlib
     import json
@@ -149,9 +152,14 @@ def test_outputs_are_hashed_once_and_the_manifest_keeps_its_bytes(images, model,
     digest = Ledger(files.dir).write_manifest(files.manifest, [9, 7])
     names = ["face_000007.png", "parsing_000007.png", "parsing_visualization_000007.png"]
     inputs = batch_inputs([7, 9], digests, 8)
-    rec7 = {"item": 7, "input": inputs[7], "fallback": False,
-            "files": {f"segmentation_results/{n}": hashlib.sha256((files.results_dir / n).read_bytes()).hexdigest()
-                      for n in names}}
+    rec7 = {
+        "item": 7,
+        "input": inputs[7],
+        "fallback": False,
+        "files": {
+            f"segmentation_results/{n}": hashlib.sha256((files.results_dir / n).read_bytes()).hexdigest() for n in names
+        },
+    }
     rec9 = {"item": 9, "input": inputs[9], "files": {}, "no_face": True}
     text = json.dumps({"7": rec7, "9": rec9}, indent=0, sort_keys=True)
     assert files.manifest.read_text() == text and digest == hashlib.sha256(text.encode()).hexdigest()
@@ -184,5 +192,6 @@ def test_remove_outputs_except_keeps_the_kept_numbers_and_foreign_files(tmp_path
     (files.results_dir / "notes.png").write_bytes(b"mine")  # not one of our names: left alone
     assert remove_outputs_except(files, [2, 1000000]) == 3
     assert sorted(p.name for p in files.results_dir.iterdir()) == sorted(
-        ["notes.png"] + [p.name for no in (2, 1000000) for p in (files.face(no), files.parsing(no),
-                                                                 files.visualization(no))])
+        ["notes.png"]
+        + [p.name for no in (2, 1000000) for p in (files.face(no), files.parsing(no), files.visualization(no))]
+    )

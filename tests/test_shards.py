@@ -1,6 +1,7 @@
 """Sharded image stages (ohlora_core/shards.py, docs/sharding.md): the split, the settings and their preflight,
 a 2-shard smoke run equal byte for byte to the 1-shard run, a failing or dying worker named by its shard, a
 killed sharded run that reruns to identical files, and the Kubernetes GPU request following $OHLORA_SHARDS."""
+
 import json
 import os
 import signal
@@ -22,11 +23,11 @@ SMOKE = "smoke"
 SETTINGS = {"n_images": 19, "n_labelled": 2, "batch_size": 2}
 KEPT = 6  # images segmented: the best quality scores (segmentation is the slowest stage on a CPU)
 SHARDED = ["raw_images", "gender_quality_scores", "segmentation_maps"]
-CHAIN = ["latent_codes", "raw_images", "hand_labels", "gender_quality_scores", "filtered_images",
-         "segmentation_maps"]
+CHAIN = ["latent_codes", "raw_images", "hand_labels", "gender_quality_scores", "filtered_images", "segmentation_maps"]
 
 
 # -- the split ----------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("n", [0, 1, 2, 5, 16, 17, 100])
 @pytest.mark.parametrize("count", [1, 2, 3, 7])
@@ -56,15 +57,17 @@ def test_the_split_of_aligned_batches_keeps_batches_whole_and_balances_images():
 
 # -- settings and preflight ---------------------------------------------------------------------------------------
 
+
 def test_shard_devices_default_to_one_per_gpu_or_the_run_device_and_bad_settings_are_named():
     assert shards.devices_for(1, None, "cpu") == ["cpu"]
     assert shards.devices_for(2, None, "cpu") == ["cpu", "cpu"]
     assert shards.devices_for(3, None, "cuda") == ["cuda:0", "cuda:1", "cuda:2"]
     assert shards.devices_for(2, ["cuda:1", "cuda:3"], "cuda") == ["cuda:1", "cuda:3"]
     for count, devices, device, message in [
-            (2, ["cpu"], "cpu", r"shard_devices lists 1 device\(s\) but settings.shards=2"),
-            (2, ["cuda:0", "cpu"], "cuda", r"shard_devices has \['cpu'\] but the run's device is 'cuda'"),
-            (2, ["cuda", "cuda:0"], "cuda", r"names \['cuda:0'\] more than once: one worker per GPU")]:
+        (2, ["cpu"], "cpu", r"shard_devices lists 1 device\(s\) but settings.shards=2"),
+        (2, ["cuda:0", "cpu"], "cuda", r"shard_devices has \['cpu'\] but the run's device is 'cuda'"),
+        (2, ["cuda", "cuda:0"], "cuda", r"names \['cuda:0'\] more than once: one worker per GPU"),
+    ]:
         with pytest.raises(shards.ShardSettingError, match=message):
             shards.devices_for(count, devices, device)
 
@@ -75,8 +78,13 @@ def test_bad_shard_settings_fail_the_run_once_before_any_step(tmp_path):
     from tests.dagster_support import run_failure_messages, run_job
 
     with dg.instance_for_test() as instance:
-        result = run_job(SMOKE, tmp_path, instance, ["latent_codes", "raw_images"],
-                         settings={"n_images": 4, "shards": 2, "shard_devices": ["cpu", "cuda:0"]})
+        result = run_job(
+            SMOKE,
+            tmp_path,
+            instance,
+            ["latent_codes", "raw_images"],
+            settings={"n_images": 4, "shards": 2, "shard_devices": ["cpu", "cuda:0"]},
+        )
         messages = "\n".join(run_failure_messages(instance, result.run_id))
     assert not result.success and not (tmp_path / "artifacts").exists()
     assert "settings.shard_devices has ['cuda:0'] but the run's device is 'cpu'" in messages
@@ -102,8 +110,10 @@ def test_a_sharded_step_asks_kubernetes_for_one_gpu_per_shard():
     for name, config in tags.items():
         if config is None:
             continue
-        container = k8s_model_from_dict(kubernetes.client.V1Container, {
-            "name": "step", **get_user_defined_k8s_config({"dagster-k8s/config": config}).container_config})
+        container = k8s_model_from_dict(
+            kubernetes.client.V1Container,
+            {"name": "step", **get_user_defined_k8s_config({"dagster-k8s/config": config}).container_config},
+        )
         gpus = "2" if name in SHARDED else "1"
         assert container.resources.limits == {"nvidia.com/gpu": gpus}, name
         assert container.resources.requests["cpu"] == str(4 * int(gpus)), name
@@ -111,6 +121,7 @@ def test_a_sharded_step_asks_kubernetes_for_one_gpu_per_shard():
 
 
 # -- one shard vs two ---------------------------------------------------------------------------------------------
+
 
 def _chain(root: Path, count: int) -> dict:
     """The smoke chain latent_codes -> ... -> segmentation_maps with `count` shards (prepared fold models: their
@@ -128,10 +139,15 @@ def _chain(root: Path, count: int) -> dict:
         scores = materialize(SMOKE, CHAIN[3:4], root, instance, **settings)
         table = pd.read_csv(_folder(root, "gender_quality_scores") / "all_image_quality_and_gender.csv")
         keep = {"gender_min": 0.0, "quality_min": float(table["quality_score"].nlargest(KEPT).min())}
-        rest = materialize(SMOKE, CHAIN[4:], root, instance, run_config={"ops": {"filtered_images": {"config": keep}}},
-                           **settings)
-    return {"raw_images": meta(first, SMOKE, "raw_images"), "gender_quality_scores": meta(scores, SMOKE, CHAIN[3]),
-            "segmentation_maps": meta(rest, SMOKE, "segmentation_maps"), "kept": meta(rest, SMOKE, CHAIN[4])["kept"]}
+        rest = materialize(
+            SMOKE, CHAIN[4:], root, instance, run_config={"ops": {"filtered_images": {"config": keep}}}, **settings
+        )
+    return {
+        "raw_images": meta(first, SMOKE, "raw_images"),
+        "gender_quality_scores": meta(scores, SMOKE, CHAIN[3]),
+        "segmentation_maps": meta(rest, SMOKE, "segmentation_maps"),
+        "kept": meta(rest, SMOKE, CHAIN[4])["kept"],
+    }
 
 
 def _folder(root: Path, name: str) -> Path:
@@ -143,8 +159,11 @@ def _folder(root: Path, name: str) -> Path:
 def _outputs(root: Path, name: str) -> dict[str, bytes]:
     """Every file of the asset's current recipe, but the ledger and the stat sidecars (they hold mtimes)."""
     folder = _folder(root, name)
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != "ledger.jsonl" and not p.name.endswith(".stat.tsv")}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "ledger.jsonl" and not p.name.endswith(".stat.tsv")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -170,6 +189,7 @@ def test_a_two_shard_run_equals_the_one_shard_run_byte_for_byte(one_shard, tmp_p
 
 # -- failures -----------------------------------------------------------------------------------------------------
 
+
 def _fails_on_bad(payload, device, emit):
     """A worker (module-level: the spawned process imports it) whose shard "bad" fails after one batch, "die"
     dies without a word and "slow" would outlive the test unless stopped."""
@@ -190,8 +210,10 @@ def test_a_failing_or_dying_worker_is_named_and_an_error_or_interrupt_stops_the_
     start = time.perf_counter()
     with pytest.raises(shards.ShardError) as failed:
         shards.run(_fails_on_bad, [("cpu", "slow"), ("cpu", "bad")], lambda k, m: seen.append((k, m)), name="stage")
-    assert str(failed.value) == "stage: shard 1 of 2 (device cpu) failed: ValueError: cannot read image 000007.jpg: " \
-                                "truncated"
+    assert (
+        str(failed.value) == "stage: shard 1 of 2 (device cpu) failed: ValueError: cannot read image 000007.jpg: "
+        "truncated"
+    )
     assert failed.value.shard == 1 and "_fails_on_bad" in str(failed.value.__cause__)  # the worker's traceback
     with pytest.raises(shards.ShardError, match=r"stage: shard 0 of 2 \(device cpu\) died with exit code -9"):
         shards.run(_fails_on_bad, [("cpu", "die"), ("cpu", "slow")], lambda k, m: None, name="stage")
@@ -200,7 +222,6 @@ def test_a_failing_or_dying_worker_is_named_and_an_error_or_interrupt_stops_the_
     from ohlora_dagster.gpu import is_transient
 
     assert io_error.value.errno == 5 and "shard 0 of 2" in str(io_error.value) and is_transient(io_error.value)
-
 
     def interrupt(_shard, _message):
         raise KeyboardInterrupt  # Ctrl-C in the step's process, while its workers run
@@ -274,8 +295,9 @@ def test_a_killed_sharded_run_reruns_to_identical_files(one_shard, tmp_path):
         time.sleep(0.1)
 
     recipe = stylegan_recipe(Sources(StorageLayout(tmp_path, SMOKE)), 0)
-    result = generate_missing(smoke_generator(0), LatentFile(latents), 8, files, batch_size=2,
-                              shard_devices=["cpu", "cpu"], recipe=recipe)
+    result = generate_missing(
+        smoke_generator(0), LatentFile(latents), 8, files, batch_size=2, shard_devices=["cpu", "cpu"], recipe=recipe
+    )
     assert 2 <= len(result.skipped) < 8 and sorted(result.skipped + result.written) == list(range(8))
     reference = StorageLayout(one_shard[0], SMOKE).current(a.RawImages)
     assert sorted(p.name for p in files.images_dir.iterdir()) == [f"{i:06d}.jpg" for i in range(8)]

@@ -3,6 +3,7 @@ report's calibration, report figures), renders that are `ohlora generate`'s row 
 exports that `ohlora generate` reproduces byte for byte, coalescing (N requests while the renderer is busy: only
 the newest is rendered), models loaded once per method, one-line errors, and the local-server attack suite of
 tests/web_attacks.py through the TestClient and against the real `ohlora studio` process."""
+
 import base64
 import json
 import shlex
@@ -68,6 +69,7 @@ def cli(*args) -> tuple[int, str]:
 
 # --- what the page offers ---------------------------------------------------------------------------------------
 
+
 def test_info_lists_every_method_with_sliders_from_the_reports_calibration(client, storage):
     info = client.get("/api/info").json()
     assert info["mode"] == "smoke" and info["notice"] == SMOKE_NOTICE and info["cnn"] is True
@@ -76,18 +78,25 @@ def test_info_lists_every_method_with_sliders_from_the_reports_calibration(clien
     assert methods["v2"]["available"] is False and methods["v2"]["reason"] == "materialize stylegan_finetune_v2"
     assert all(methods[m]["available"] and methods[m]["reason"] is None for m in ("v1", "v3", "v4", "directions"))
     ranges = {s["name"]: (s["low"], s["high"], s["step"], s["default"]) for s in methods["v3"]["sliders"]}
-    assert ranges == {"eyes": (-1.8, 1.8, 0.1, 1.8), "hair_color": (-3.0, 3.0, 0.1, 0.0),
-                      "hair_length": (-3.0, 3.0, 0.1, 0.0), "mouth": (-1.2, 1.6, 0.1, 1.6),
-                      "pose": (-1.2, 3.6, 0.1, -1.2), "background_mean": (-3.0, 3.0, 0.1, 0.0),
-                      "background_std": (-3.0, 3.0, 0.1, 0.0)}
+    assert ranges == {
+        "eyes": (-1.8, 1.8, 0.1, 1.8),
+        "hair_color": (-3.0, 3.0, 0.1, 0.0),
+        "hair_length": (-3.0, 3.0, 0.1, 0.0),
+        "mouth": (-1.2, 1.6, 0.1, 1.6),
+        "pose": (-1.2, 3.6, 0.1, -1.2),
+        "background_mean": (-3.0, 3.0, 0.1, 0.0),
+        "background_std": (-3.0, 3.0, 0.1, 0.0),
+    }
     assert [s["name"] for s in methods["v4"]["sliders"]] == ["eyes", "mouth", "pose"]
     assert not any(s["free"] for s in methods["v3"]["sliders"])  # a label row always has every label
     directions = {s["name"]: (s["free"], s["on"]) for s in methods["directions"]["sliders"]}
     assert directions["eyes"] == (True, True) and directions["hair_color"] == (True, False)
     assert methods["v3"]["report"]["pass_share"] == 0.75 and methods["v3"]["report"]["pose_mae"] == 0.8
     assert methods["directions"]["report"]["eyes_corr"] is None  # NaN in the CSV: undefined, not a number
-    assert methods["v4"]["report"] is None and methods["v4"]["report_note"] == \
-        "v4 is not in the latest controllability report"
+    assert (
+        methods["v4"]["report"] is None
+        and methods["v4"]["report_note"] == "v4 is not in the latest controllability report"
+    )
     assert info["z_files"] == ["test_z_vector_0003.csv", "test_z_vector_0007.csv"] and info["strip"] == 8
 
 
@@ -111,13 +120,15 @@ def test_a_checkpoint_that_cannot_be_loaded_is_a_409_naming_the_file(tmp_path):
     root = make_storage(tmp_path, versions=("v1",), directions=False, cnn=False, report=False)
     generator = StorageLayout(root, "smoke").current(FINETUNES["v1"]).generator
     generator.write_bytes(b"not a checkpoint")
-    client = TestClient(build_app(Studio(StorageLayout(root, "smoke"), device="cpu")),
-                        base_url=f"http://127.0.0.1:{PORT}")
+    client = TestClient(
+        build_app(Studio(StorageLayout(root, "smoke"), device="cpu")), base_url=f"http://127.0.0.1:{PORT}"
+    )
     r = client.post("/api/render", json={**RENDER, "methods": ["v1"]})
     assert r.status_code == 409 and r.json()["error"].startswith(f"v1: cannot load checkpoint {generator.resolve()}")
 
 
 # --- rendering --------------------------------------------------------------------------------------------------
+
 
 def test_a_render_is_row_0_of_the_request_measured_by_the_property_cnn(client, storage):
     from ohlora_core.cnn.models import PropertyScoreCNN
@@ -158,8 +169,11 @@ def test_the_page_measures_the_image_it_shows_without_a_second_forward(client, s
     assert len(forwards) == 2 and [m["method"] for m in measured] == ["v3", "v4"]
     whole = post(client, "/api/render", body)["results"]
     assert [m["measured"] for m in measured] == [r["measured"] for r in whole]
-    assert all(set(m["measured"]) == {"eyes", "hair_color", "hair_length", "mouth", "pose", "background_mean",
-                                      "background_std"} for m in measured)
+    assert all(
+        set(m["measured"])
+        == {"eyes", "hair_color", "hair_length", "mouth", "pose", "background_mean", "background_std"}
+        for m in measured
+    )
 
 
 def test_side_by_side_sends_the_same_request_and_z_through_each_method(client):
@@ -191,10 +205,16 @@ def test_the_strip_is_z_plus_noise_and_a_picked_thumbnail_becomes_z(client):
 
 # --- export -----------------------------------------------------------------------------------------------------
 
+
 def test_an_export_is_reproduced_byte_for_byte_by_ohlora_generate(client, storage, tmp_path):
     picked = post(client, "/api/pick", {**RENDER, "seed": 4, "index": 5})["z"]
-    body = {**RENDER, "methods": ["v3", "directions", "v4"], "values": {**VALUES, "hair_length": -0.7},
-            "z": {"kind": "row", "z": picked}, "seed": 4}
+    body = {
+        **RENDER,
+        "methods": ["v3", "directions", "v4"],
+        "values": {**VALUES, "hair_length": -0.7},
+        "z": {"kind": "row", "z": picked},
+        "seed": 4,
+    }
     shown = post(client, "/api/render", body)["results"]
     done = post(client, "/api/export", {**body, "strip": True})
     folder = (storage / "exports").resolve()
@@ -221,8 +241,9 @@ def test_an_export_is_reproduced_byte_for_byte_by_ohlora_generate(client, storag
 
 
 def test_an_export_from_a_seed_or_a_z_file_names_no_new_z_file(client, storage):
-    done = post(client, "/api/export", {**RENDER, "z": {"kind": "file", "name": "test_z_vector_0003.csv"},
-                                        "strip": False})
+    done = post(
+        client, "/api/export", {**RENDER, "z": {"kind": "file", "name": "test_z_vector_0003.csv"}, "strip": False}
+    )
     v3 = StorageLayout(storage, "smoke").current(FINETUNES["v3"]).dir.resolve()
     assert done["z_file"] == str(v3 / "test_z_vector_0003.csv") and done["n"] == 1
     assert "--z-csv " + str(v3 / "test_z_vector_0003.csv") in done["exports"][0]["command"]
@@ -232,6 +253,7 @@ def test_an_export_from_a_seed_or_a_z_file_names_no_new_z_file(client, storage):
 
 
 # --- speed ------------------------------------------------------------------------------------------------------
+
 
 def test_requests_waiting_on_a_busy_renderer_coalesce_to_the_newest(client, studio):
     """6 renders arrive while one runs (the lock held here): the 5 older answer "superseded", only the newest
@@ -275,25 +297,29 @@ def test_models_are_loaded_once_per_method_and_again_when_the_asset_changes(tmp_
 
 # --- errors -----------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("change, status, message", [
-    ({"methods": ["v9"]}, 400, "methods must be a list of distinct methods out of v1, v2, v3, v4, directions"),
-    ({"methods": []}, 400, "methods must be a list"),
-    ({"methods": ["v3", "v3"]}, 400, "distinct"),
-    ({"methods": ["v2"]}, 409, "v2 is not available: materialize stylegan_finetune_v2"),
-    ({"values": {"eyes": 9}}, 400, "eyes 9 is outside [-5, 5]"),
-    ({"values": {"smile": 1}}, 400, "unknown properties smile"),
-    ({"values": {"eyes": "1"}}, 400, "values must be an object"),
-    ({"seed": -1}, 400, "seed -1 must be at least 0"),
-    ({"seed": 1.5}, 400, "seed 1.5 is not an integer"),
-    ({"z": {"kind": "row", "z": [0.0] * 511}}, 400, "expected a z of 512 values, got 511"),
-    ({"z": {"kind": "row", "z": [True] * 512}}, 400, "z must be a list of 512 numbers"),
-    ({"z": {"kind": "file", "name": "../../etc/passwd"}}, 400, "z file must be named test_z_vector_NNNN.csv"),
-    ({"z": {"kind": "file", "name": "test_z_vector_0009.csv"}}, 400, "no z file test_z_vector_0009.csv"),
-    ({"z": {"kind": "url"}}, 400, 'z must be {"kind": "seed"}'),
-    ({"client": "a b"}, 400, "client must be 1..64 letters"),
-    ({"extra": 1}, 400, "render request: unknown field(s) extra"),
-    ({"measure": "no"}, 400, "measure must be true or false"),
-])
+
+@pytest.mark.parametrize(
+    "change, status, message",
+    [
+        ({"methods": ["v9"]}, 400, "methods must be a list of distinct methods out of v1, v2, v3, v4, directions"),
+        ({"methods": []}, 400, "methods must be a list"),
+        ({"methods": ["v3", "v3"]}, 400, "distinct"),
+        ({"methods": ["v2"]}, 409, "v2 is not available: materialize stylegan_finetune_v2"),
+        ({"values": {"eyes": 9}}, 400, "eyes 9 is outside [-5, 5]"),
+        ({"values": {"smile": 1}}, 400, "unknown properties smile"),
+        ({"values": {"eyes": "1"}}, 400, "values must be an object"),
+        ({"seed": -1}, 400, "seed -1 must be at least 0"),
+        ({"seed": 1.5}, 400, "seed 1.5 is not an integer"),
+        ({"z": {"kind": "row", "z": [0.0] * 511}}, 400, "expected a z of 512 values, got 511"),
+        ({"z": {"kind": "row", "z": [True] * 512}}, 400, "z must be a list of 512 numbers"),
+        ({"z": {"kind": "file", "name": "../../etc/passwd"}}, 400, "z file must be named test_z_vector_NNNN.csv"),
+        ({"z": {"kind": "file", "name": "test_z_vector_0009.csv"}}, 400, "no z file test_z_vector_0009.csv"),
+        ({"z": {"kind": "url"}}, 400, 'z must be {"kind": "seed"}'),
+        ({"client": "a b"}, 400, "client must be 1..64 letters"),
+        ({"extra": 1}, 400, "render request: unknown field(s) extra"),
+        ({"measure": "no"}, 400, "measure must be true or false"),
+    ],
+)
 def test_a_bad_render_request_is_refused_with_a_message(client, studio, change, status, message):
     rendered = studio.coalescer.rendered
     r = client.post("/api/render", json={**RENDER, **change})
@@ -301,16 +327,19 @@ def test_a_bad_render_request_is_refused_with_a_message(client, studio, change, 
     assert studio.coalescer.rendered == rendered  # refused before it waits for the renderer
 
 
-@pytest.mark.parametrize("path, body, message", [
-    ("/api/pick", {**RENDER, "index": 0}, "index 0 must be at least 1"),
-    ("/api/pick", {**RENDER, "index": 9}, "index 9 must be at most 8"),
-    ("/api/export", {**RENDER, "strip": "yes"}, "strip must be true or false"),
-    ("/api/measure", {**RENDER, "measure": True}, "measure request: unknown field(s) measure"),
-    ("/api/z", {"text": "[1, 2]"}, "expected a z of 512 values, got 2"),
-    ("/api/z", {"text": "[" + ", ".join(["NaN"] * 512) + "]"}, "uploaded z holds NaN"),
-    ("/api/z", {"text": "0,1\n1,x"}, "uploaded z: line 2 is not 512 numbers"),
-    ("/api/z", {"text": 5}, "text must be the content of a z file"),
-])
+@pytest.mark.parametrize(
+    "path, body, message",
+    [
+        ("/api/pick", {**RENDER, "index": 0}, "index 0 must be at least 1"),
+        ("/api/pick", {**RENDER, "index": 9}, "index 9 must be at most 8"),
+        ("/api/export", {**RENDER, "strip": "yes"}, "strip must be true or false"),
+        ("/api/measure", {**RENDER, "measure": True}, "measure request: unknown field(s) measure"),
+        ("/api/z", {"text": "[1, 2]"}, "expected a z of 512 values, got 2"),
+        ("/api/z", {"text": "[" + ", ".join(["NaN"] * 512) + "]"}, "uploaded z holds NaN"),
+        ("/api/z", {"text": "0,1\n1,x"}, "uploaded z: line 2 is not 512 numbers"),
+        ("/api/z", {"text": 5}, "text must be the content of a z file"),
+    ],
+)
 def test_bad_pick_export_and_upload_requests_are_refused_with_a_message(client, storage, path, body, message):
     before = sorted((storage / "exports").glob("*")) if (storage / "exports").exists() else []
     r = client.post(path, json=body)
@@ -337,15 +366,19 @@ def test_an_unwritable_export_folder_is_a_message(tmp_path, storage):
 
 # --- the command ------------------------------------------------------------------------------------------------
 
+
 def run_studio(capsys, *args) -> tuple[int, str]:
     code = main(["studio", *map(str, args)])
     return code, capsys.readouterr().err
 
 
-@pytest.mark.parametrize("args, message", [
-    (("--host", "0.0.0.0"), "ohlora studio: --host '0.0.0.0' is not a loopback address"),
-    (("--device", "cdua"), "ohlora studio: --device='cdua' is not a torch device"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--host", "0.0.0.0"), "ohlora studio: --host '0.0.0.0' is not a loopback address"),
+        (("--device", "cdua"), "ohlora studio: --device='cdua' is not a torch device"),
+    ],
+)
 def test_usage_errors_are_one_line_and_exit_2(storage, capsys, args, message):
     code, err = run_studio(capsys, "--storage", storage, "--port", free_port(), *args)
     assert code == 2 and err.startswith(message) and len(err.strip().splitlines()) == 1, err
@@ -354,8 +387,10 @@ def test_usage_errors_are_one_line_and_exit_2(storage, capsys, args, message):
 def test_a_storage_without_any_generator_is_a_message(tmp_path, capsys):
     code, err = run_studio(capsys, "--storage", tmp_path, "--port", free_port())
     assert code == 2 and len(err.strip().splitlines()) == 1, err
-    assert err.startswith(f"ohlora studio: no generator to show under {tmp_path}/artifacts/smoke (smoke mode): "
-                          "v1: materialize stylegan_finetune_v1; v2: materialize stylegan_finetune_v2")
+    assert err.startswith(
+        f"ohlora studio: no generator to show under {tmp_path}/artifacts/smoke (smoke mode): "
+        "v1: materialize stylegan_finetune_v1; v2: materialize stylegan_finetune_v2"
+    )
     assert "directions: materialize latent_directions and latent_w" in err and "pass --storage / --mode" in err
 
 
@@ -369,6 +404,7 @@ def test_a_port_in_use_is_a_message(storage, capsys):
 
 # --- the local-server guard -------------------------------------------------------------------------------------
 
+
 def exports_listing(storage):
     folder = storage / "exports"
     return sorted(str(p) for p in folder.rglob("*")) if folder.exists() else []
@@ -378,8 +414,9 @@ def exports_listing(storage):
 def test_attacks_on_the_studio_are_refused_and_change_nothing(client, studio, storage, path):
     valid = {**RENDER, "strip": False} if path == "/api/export" else RENDER
     for attack in attack_cases(path, valid, READS):
-        check_attack(lambda a: send_asgi(client, a), attack,
-                     lambda: (exports_listing(storage), studio.coalescer.rendered))
+        check_attack(
+            lambda a: send_asgi(client, a), attack, lambda: (exports_listing(storage), studio.coalescer.rendered)
+        )
 
 
 def test_the_pages_own_requests_still_work(client, storage):

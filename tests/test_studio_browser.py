@@ -4,6 +4,7 @@ and the measured bars (to what the API gives for the page's latest state, with f
 client coalesces), the method switch keeps the values, side by side shows a row, a thumbnail of the variation strip
 becomes z, and an export is reproduced byte for byte by the command the page shows and by `--request`.
 Screenshot: test-artifacts/studio.png (docs/studio.png is a copy: a test run does not rewrite a tracked file)."""
+
 import base64
 import json
 import shlex
@@ -32,8 +33,11 @@ def server(tmp_path):
 
 
 def api_render(port, body) -> dict:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/api/render", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/render",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     return json.loads(urllib.request.urlopen(req, timeout=60).read())
 
 
@@ -78,8 +82,10 @@ def test_sliders_methods_side_by_side_strip_and_export_in_the_browser(server):
 
 def check_the_page_explains_itself(page):
     assert page.locator("#notice").is_visible() and page.inner_text("#notice") == SMOKE_NOTICE
-    assert page.is_disabled("#method-v2") and page.inner_text("label[for=method-v2]").strip() == \
-        "v2 (materialize stylegan_finetune_v2)"
+    assert (
+        page.is_disabled("#method-v2")
+        and page.inner_text("label[for=method-v2]").strip() == "v2 (materialize stylegan_finetune_v2)"
+    )
     assert page.is_checked("#method-v3")
     assert [page.get_attribute(f"#s-{p}", "max") for p in ("eyes", "mouth", "pose")] == ["1.8", "1.6", "3.6"]
     assert page.inner_text("#bar-v3-eyes .nums").startswith("requested 1.8 · measured ")
@@ -122,8 +128,9 @@ def choose_z(page, port, root):
     state = page_state(page)
     assert state["z"] == {"kind": "file", "name": "test_z_vector_0003.csv"}
     assert page.get_attribute("#image-v3", "src") == api_render(port, state)["results"][0]["image"]
-    z = load_z_csv(StyleganFinetuneV3(root / "artifacts" / "smoke" / "stylegan_finetune_v3" / "current")
-                   .test_z_vector(7)).tolist()
+    z = load_z_csv(
+        StyleganFinetuneV3(root / "artifacts" / "smoke" / "stylegan_finetune_v3" / "current").test_z_vector(7)
+    ).tolist()
     page.click("details summary")
     page.fill("#z-text", json.dumps(z))
     page.click("#z-use")
@@ -146,8 +153,11 @@ def switch_method_and_compare(page, port):
     page.check("#compare-v3")
     page.check("#compare-directions")
     settle(page)
-    assert page.eval_on_selector_all("#row .tile", "ts => ts.map(t => t.id)") == ["tile-v4", "tile-v3",
-                                                                                   "tile-directions"]
+    assert page.eval_on_selector_all("#row .tile", "ts => ts.map(t => t.id)") == [
+        "tile-v4",
+        "tile-v3",
+        "tile-directions",
+    ]
     want = api_render(port, page_state(page))["results"]
     for r in want:
         assert page.get_attribute(f"#image-{r['method']}", "src") == r["image"]

@@ -1,5 +1,6 @@
 """StyleGAN generator / discriminator: parity with genforce's code (fixtures made by running it),
 checkpoint loading, smoke-mode initialisation and pixel post-processing."""
+
 from __future__ import annotations
 
 import io
@@ -12,8 +13,15 @@ import torch
 import torch.nn.functional as F
 
 from ohlora_core.io import CheckpointError, load_state_dict_strict
-from ohlora_core.stylegan import (StyleGANDiscriminator, StyleGANGenerator, load_discriminator, load_generator,
-                                  postprocess, smoke_discriminator, smoke_generator)
+from ohlora_core.stylegan import (
+    StyleGANDiscriminator,
+    StyleGANGenerator,
+    load_discriminator,
+    load_generator,
+    postprocess,
+    smoke_discriminator,
+    smoke_generator,
+)
 
 FIX = Path(__file__).parent / "fixtures" / "stylegan"
 TOL = 1e-4
@@ -27,8 +35,10 @@ def fixture(name: str) -> dict:
 
 def key_lines(model: torch.nn.Module) -> list[str]:
     buffers = {n for n, _ in model.named_buffers()}
-    return [f"{k}\t{tuple(v.shape)}\t{str(v.dtype).replace('torch.', '')}\t{'buffer' if k in buffers else 'param'}"
-            for k, v in model.state_dict().items()]
+    return [
+        f"{k}\t{tuple(v.shape)}\t{str(v.dtype).replace('torch.', '')}\t{'buffer' if k in buffers else 'param'}"
+        for k, v in model.state_dict().items()
+    ]
 
 
 def state_bytes(model: torch.nn.Module) -> bytes:
@@ -50,12 +60,14 @@ def build_g(fx: dict, **kw) -> StyleGANGenerator:
 
 # ---------------------------------------------------------------- layout parity (256x256, genforce defaults)
 
+
 def test_state_dict_layout_equals_genforce_256():
     assert key_lines(StyleGANGenerator(256)) == (FIX / "keys_shapes_G256.txt").read_text().splitlines()
     assert key_lines(StyleGANDiscriminator(256)) == (FIX / "keys_shapes_D256.txt").read_text().splitlines()
 
 
 # ---------------------------------------------------------------- numeric parity with genforce
+
 
 @pytest.mark.parametrize("fast_upsample", [True, False, "auto"])
 @pytest.mark.parametrize("case", G_CASES)
@@ -125,6 +137,7 @@ def test_postprocess_layout_and_range():
 
 # ---------------------------------------------------------------- behaviour
 
+
 @torch.no_grad()
 def test_eval_is_deterministic_and_leaves_w_avg_alone():
     G = smoke_generator(3, resolution=8, z_space_dim=16, w_space_dim=16, mapping_fmaps=16)
@@ -153,8 +166,9 @@ def test_label_embedding_dim_configurable_like_ohlora_v1():
     assert max_diff(out["z"], x) < 1e-5
     for i in range(8):
         d = getattr(G.mapping, f"dense{i}")
-        x = F.leaky_relu(F.linear(x, d.weight * (math.sqrt(2) / math.sqrt(d.weight.shape[1]) * 0.01), d.bias * 0.01),
-                         0.2)
+        x = F.leaky_relu(
+            F.linear(x, d.weight * (math.sqrt(2) / math.sqrt(d.weight.shape[1]) * 0.01), d.bias * 0.01), 0.2
+        )
     assert max_diff(out["w"], x) < 1e-5
     with pytest.raises(ValueError, match=r"label of shape \[N, 7\]"):
         G(z)
@@ -162,8 +176,9 @@ def test_label_embedding_dim_configurable_like_ohlora_v1():
 
 @torch.no_grad()
 def test_discriminator_concat_label_mode():
-    D = StyleGANDiscriminator(8, label_size=7, label_mode="concat", minibatch_std_group_size=2,
-                              fmaps_base=64, fmaps_max=16)
+    D = StyleGANDiscriminator(
+        8, label_size=7, label_mode="concat", minibatch_std_group_size=2, fmaps_base=64, fmaps_max=16
+    )
     assert D.layer4.weight.shape == (1, 16 + 7)
     img, label = torch.randn(4, 3, 8, 8), torch.rand(4, 7)
     h = D.input0(img)
@@ -190,6 +205,7 @@ def test_input_errors_are_clear():
 
 # ---------------------------------------------------------------- smoke mode
 
+
 def test_smoke_models_are_seeded_and_independent_of_global_rng():
     torch.manual_seed(0)
     a = state_bytes(smoke_generator(7, resolution=16))
@@ -214,6 +230,7 @@ def test_smoke_generator_images_mostly_in_range():
 
 # ---------------------------------------------------------------- checkpoint loading
 
+
 @pytest.fixture()
 def g_fx():
     return fixture("g16_fused_label3")
@@ -225,8 +242,10 @@ def test_load_generator_layouts(tmp_path, g_fx):
     d_sd = fixture("d16_fused_label3_mbstd2")["state_dict"]
     layouts = {
         "top.pt": {"generator": sd, "discriminator": d_sd, "generator_smooth": sd},
-        "runner.pt": {"models": {"generator": {f"module.{k}": v for k, v in sd.items()}, "discriminator": d_sd},
-                      "running_metadata": {"iter": 3}},
+        "runner.pt": {
+            "models": {"generator": {f"module.{k}": v for k, v in sd.items()}, "discriminator": d_sd},
+            "running_metadata": {"iter": 3},
+        },
     }
     for name, obj in layouts.items():
         torch.save(obj, tmp_path / name)
@@ -252,7 +271,9 @@ def test_load_generator_errors_name_file_key_and_keys(tmp_path, g_fx):
     assert str(path) in msg and "'generator'" in msg
     assert "missing keys (1): synthesis.layer1.weight" in msg
     assert "unexpected keys (1): synthesis.extra" in msg
-    with pytest.raises(CheckpointError, match=r"no 'generator_smooth' entry and not a bare state_dict; available keys: \['generator'\]"):
+    with pytest.raises(
+        CheckpointError, match=r"no 'generator_smooth' entry and not a bare state_dict; available keys: \['generator'\]"
+    ):
         load_generator(path, key="generator_smooth")
     grown = dict(g_fx["state_dict"], **{"synthesis.lod": torch.tensor(1.5)})
     torch.save({"generator": grown}, path)

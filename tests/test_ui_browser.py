@@ -4,6 +4,7 @@ Both code locations load; every smoke asset is drawn in its group; the fine-tuni
 the report its scatter plots, segmentation its preview; clicking Materialize on `latent_codes` runs it to
 success. Screenshots: test-artifacts/ui_*.png (docs/ holds copies). The server's whole process group is
 stopped even on failure."""
+
 import json
 import os
 import signal
@@ -23,8 +24,11 @@ TIMEOUT = 240
 
 
 def _graphql(port: int, query: str) -> dict:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     return json.loads(urllib.request.urlopen(req, timeout=30).read())["data"]
 
 
@@ -32,8 +36,14 @@ def _graphql(port: int, query: str) -> dict:
 def ui(smoke_graph, tmp_path):
     port = free_port()
     env = {**os.environ, **smoke_graph.env, "OHLORA_DEVICE": "cpu"}
-    proc = subprocess.Popen(["dg", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)], cwd=REPO, env=env,
-                            stdout=open(tmp_path / "dev.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        ["dg", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=open(tmp_path / "dev.log", "w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + TIMEOUT
         while True:  # the webserver answers, and both code locations have loaded their assets
@@ -81,12 +91,15 @@ def test_the_ui_draws_every_asset_shows_the_pictures_and_materializes_one(ui):
                 nodes.first.wait_for(timeout=60_000)
                 page.wait_for_function(
                     f"document.querySelectorAll('[class*=\"AssetNode_assetName\"]').length >= {len(names)}",
-                    timeout=60_000)
+                    timeout=60_000,
+                )
                 drawn = {t.strip().split("/")[-1] for t in nodes.all_inner_texts()}
                 assert drawn == names, (group, drawn ^ names)
-            for asset, label, shot in (("stylegan_finetune_v1", "loss_plot", "ui_finetune.png"),
-                                       ("controllability_report", "scatter_v3", "ui_report.png"),
-                                       ("segmentation_maps", "preview", "ui_segmentation.png")):
+            for asset, label, shot in (
+                ("stylegan_finetune_v1", "loss_plot", "ui_finetune.png"),
+                ("controllability_report", "scatter_v3", "ui_report.png"),
+                ("segmentation_maps", "preview", "ui_segmentation.png"),
+            ):
                 page.goto(f"{base}/assets/smoke/{asset}", timeout=60_000)
                 _show_markdown(page, label, str(ARTIFACTS / shot))
 
@@ -94,7 +107,9 @@ def test_the_ui_draws_every_asset_shows_the_pictures_and_materializes_one(ui):
             page.locator("button", has_text="Materialize").first.click(timeout=60_000)
             deadline = time.time() + TIMEOUT
             while True:  # queued -> launched by the daemon -> success
-                runs = _graphql(port, "{ runsOrError { ... on Runs { results { status } } } }")["runsOrError"]["results"]
+                runs = _graphql(port, "{ runsOrError { ... on Runs { results { status } } } }")["runsOrError"][
+                    "results"
+                ]
                 if runs and runs[0]["status"] in ("SUCCESS", "FAILURE", "CANCELED"):
                     break
                 assert time.time() < deadline, runs

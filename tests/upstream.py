@@ -1,6 +1,7 @@
 """Prepared upstream artifacts for asset-level tests: each function writes one asset's `current/` files under a
 storage root, small and seeded, the way its producer lays them out (`ohlora_core.artifacts`), so a test can
 materialize one asset on top of them without running the graph above it."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -79,8 +80,10 @@ def segmentation_maps(root, mode: str, numbers: list[int]) -> a.SegmentationMaps
         ledger = Ledger(files.dir)
         for k, no in enumerate(numbers):
             record = {"item": no, "input": "prepared", "files": {}}
-            for path, png in ((files.parsing(no), encode_png(data["parsing"][k])),
-                              (files.face(no), encode_png(data["images"][k], rgb=True))):
+            for path, png in (
+                (files.parsing(no), encode_png(data["parsing"][k])),
+                (files.face(no), encode_png(data["images"][k], rgb=True)),
+            ):
                 atomic_write_bytes(path, png)
                 record["files"][path.relative_to(files.dir).as_posix()] = sha256_file(path)
             ledger.record([record])
@@ -98,8 +101,9 @@ def segmentation_maps(root, mode: str, numbers: list[int]) -> a.SegmentationMaps
 def score_table(root, mode: str, files_cls, numbers: list[int], seed: int = 0):
     """A normalised score table (the original's columns) for `numbers`: property_scores_v1/v2 or the CNN's."""
     rng = np.random.default_rng(seed)
-    table = pd.DataFrame({"img_no": numbers, "img_path": [f"artifacts/{mode}/raw_images/current/images/{n:06d}.jpg"
-                                                          for n in numbers]})
+    table = pd.DataFrame(
+        {"img_no": numbers, "img_path": [f"artifacts/{mode}/raw_images/current/images/{n:06d}.jpg" for n in numbers]}
+    )
     for col in SCORE_COLUMNS:
         table[col] = rng.standard_normal(len(numbers)).round(4)
 
@@ -149,8 +153,13 @@ def narrow_checkpoint(root, seed: int = 1) -> Path:
 
     path = StorageLayout(root, "full").path("models/stylegan_celeba_partial256.pth")
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"generator": weights.pretrained_generator_state(seed),
-                "discriminator": weights.pretrained_discriminator_state(seed + 1)}, path)
+    torch.save(
+        {
+            "generator": weights.pretrained_generator_state(seed),
+            "discriminator": weights.pretrained_discriminator_state(seed + 1),
+        },
+        path,
+    )
     return path
 
 

@@ -13,12 +13,13 @@ says), and check it with `check_attack`:
 Each state-changing case carries a body the route would accept, so the only reason it can be refused is
 the attack itself; `own_requests` are the controls (the page's own requests) that must still succeed.
 """
+
 from __future__ import annotations
 
 import http.client
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from ohlora_core.local_server import DEFAULT_MAX_BODY
 
@@ -53,13 +54,17 @@ class Answer:
     body: bytes = b""
 
 
-def attack_cases(state_change_path: str, valid_json_body: dict, read_paths: Sequence[str] = ("/",),
-                 max_body: int = DEFAULT_MAX_BODY) -> list[Attack]:
+def attack_cases(
+    state_change_path: str, valid_json_body: dict, read_paths: Sequence[str] = ("/",), max_body: int = DEFAULT_MAX_BODY
+) -> list[Attack]:
     """Every attack of issue 17 finding 1 against one server: CSRF, rebinding, foreign origins, big bodies,
     malformed JSON. `read_paths`: GET routes whose answers a foreign page must not read."""
-    return (_csrf_cases(state_change_path, valid_json_body) + _origin_cases(state_change_path, valid_json_body)
-            + [c for path in read_paths for c in _read_cases(path)]
-            + _body_cases(state_change_path, valid_json_body, max_body))
+    return (
+        _csrf_cases(state_change_path, valid_json_body)
+        + _origin_cases(state_change_path, valid_json_body)
+        + [c for path in read_paths for c in _read_cases(path)]
+        + _body_cases(state_change_path, valid_json_body, max_body)
+    )
 
 
 def own_requests(state_change_path: str, valid_json_body: dict, read_paths: Sequence[str] = ("/",)) -> list[Attack]:
@@ -67,11 +72,20 @@ def own_requests(state_change_path: str, valid_json_body: dict, read_paths: Sequ
     name. All must succeed (expect 200) on the very sender the attacks use."""
     body = json.dumps(valid_json_body).encode()
     own = ("Origin", "http://127.0.0.1:{port}")
-    post = Attack("own page's JSON POST", "POST", state_change_path,
-                  (own, JSON, ("Sec-Fetch-Site", "same-origin")), body, expect=200)
+    post = Attack(
+        "own page's JSON POST",
+        "POST",
+        state_change_path,
+        (own, JSON, ("Sec-Fetch-Site", "same-origin")),
+        body,
+        expect=200,
+    )
     curl = Attack("JSON POST without Origin (curl)", "POST", state_change_path, (JSON,), body, expect=200)
-    reads = [Attack(f"GET {path} as {name}", "GET", path, (("Host", f"{name}:{{port}}"),), expect=200)
-             for path in read_paths for name in ("127.0.0.1", "localhost", "[::1]")]
+    reads = [
+        Attack(f"GET {path} as {name}", "GET", path, (("Host", f"{name}:{{port}}"),), expect=200)
+        for path in read_paths
+        for name in ("127.0.0.1", "localhost", "[::1]")
+    ]
     return [post, curl, *reads]
 
 
@@ -79,22 +93,53 @@ def _csrf_cases(path: str, valid: dict) -> list[Attack]:
     """The "simple requests" a browser sends cross-origin without a preflight, and their variants."""
     body = json.dumps(valid).encode()
     form = "&".join(f"{k}={v}" for k, v in valid.items()).encode()
-    multipart = b"".join(b'--b\r\nContent-Disposition: form-data; name="%s"\r\n\r\n%s\r\n' % (str(k).encode(),
-                                                                                                str(v).encode())
-                         for k, v in valid.items()) + b"--b--\r\n"
+    multipart = (
+        b"".join(
+            b'--b\r\nContent-Disposition: form-data; name="%s"\r\n\r\n%s\r\n' % (str(k).encode(), str(v).encode())
+            for k, v in valid.items()
+        )
+        + b"--b--\r\n"
+    )
     cross = ("Sec-Fetch-Site", "cross-site")
     return [
-        Attack("cross-origin POST text/plain", "POST", path, (("Origin", EVIL), cross, ("Content-Type", "text/plain")),
-               body),
-        Attack("cross-origin POST form", "POST", path,
-               (("Origin", EVIL), cross, ("Content-Type", "application/x-www-form-urlencoded")), form),
-        Attack("cross-origin POST multipart", "POST", path,
-               (("Origin", EVIL), cross, ("Content-Type", "multipart/form-data; boundary=b")), multipart),
+        Attack(
+            "cross-origin POST text/plain",
+            "POST",
+            path,
+            (("Origin", EVIL), cross, ("Content-Type", "text/plain")),
+            body,
+        ),
+        Attack(
+            "cross-origin POST form",
+            "POST",
+            path,
+            (("Origin", EVIL), cross, ("Content-Type", "application/x-www-form-urlencoded")),
+            form,
+        ),
+        Attack(
+            "cross-origin POST multipart",
+            "POST",
+            path,
+            (("Origin", EVIL), cross, ("Content-Type", "multipart/form-data; boundary=b")),
+            multipart,
+        ),
         Attack("POST text/plain without Origin", "POST", path, (("Content-Type", "text/plain"),), body, expect=415),
-        Attack("POST form from own origin", "POST", path, (("Origin", "http://127.0.0.1:{port}"),
-               ("Content-Type", "application/x-www-form-urlencoded")), form, expect=415),
-        Attack("POST multipart without Origin", "POST", path,
-               (("Content-Type", "multipart/form-data; boundary=b"),), multipart, expect=415),
+        Attack(
+            "POST form from own origin",
+            "POST",
+            path,
+            (("Origin", "http://127.0.0.1:{port}"), ("Content-Type", "application/x-www-form-urlencoded")),
+            form,
+            expect=415,
+        ),
+        Attack(
+            "POST multipart without Origin",
+            "POST",
+            path,
+            (("Content-Type", "multipart/form-data; boundary=b"),),
+            multipart,
+            expect=415,
+        ),
         Attack("POST without Content-Type", "POST", path, (), body, expect=415),
         Attack("JSON POST marked cross-site", "POST", path, (cross, JSON), body),
         Attack("JSON POST marked same-site", "POST", path, (("Sec-Fetch-Site", "same-site"), JSON), body),
@@ -105,19 +150,27 @@ def _origin_cases(path: str, valid: dict) -> list[Attack]:
     """Foreign Host (DNS rebinding: the page's own origin is then the attacker's name) and foreign Origins."""
     body = json.dumps(valid).encode()
     rebound = (("Host", "evil.example:{port}"), ("Origin", "http://evil.example:{port}"), JSON)
-    origins = [EVIL, "null", "https://127.0.0.1:{port}", "http://127.0.0.1:1", "http://127.0.0.1:{port}@evil.example",
-               "http://127.0.0.1.evil.example:{port}"]
-    return ([Attack("rebound POST (Host evil.example)", "POST", path, rebound, body, expect=421),
-             Attack("POST to right name, wrong port", "POST", path, (("Host", "127.0.0.1:1"), JSON), body, expect=421)]
-            + [Attack(f"JSON POST from Origin {o}", "POST", path, (("Origin", o), JSON), body) for o in origins])
+    origins = [
+        EVIL,
+        "null",
+        "https://127.0.0.1:{port}",
+        "http://127.0.0.1:1",
+        "http://127.0.0.1:{port}@evil.example",
+        "http://127.0.0.1.evil.example:{port}",
+    ]
+    return [
+        Attack("rebound POST (Host evil.example)", "POST", path, rebound, body, expect=421),
+        Attack("POST to right name, wrong port", "POST", path, (("Host", "127.0.0.1:1"), JSON), body, expect=421),
+    ] + [Attack(f"JSON POST from Origin {o}", "POST", path, (("Origin", o), JSON), body) for o in origins]
 
 
 def _read_cases(path: str) -> list[Attack]:
-    return [Attack(f"GET {path} with Host evil.example", "GET", path, (("Host", "evil.example"),), expect=421),
-            Attack(f"GET {path} with Host evil.example:port", "GET", path, (("Host", "evil.example:{port}"),),
-                   expect=421),
-            Attack(f"GET {path} with Host 0.0.0.0:port", "GET", path, (("Host", "0.0.0.0:{port}"),), expect=421),
-            Attack(f"GET {path} from Origin evil.example", "GET", path, (("Origin", EVIL),))]
+    return [
+        Attack(f"GET {path} with Host evil.example", "GET", path, (("Host", "evil.example"),), expect=421),
+        Attack(f"GET {path} with Host evil.example:port", "GET", path, (("Host", "evil.example:{port}"),), expect=421),
+        Attack(f"GET {path} with Host 0.0.0.0:port", "GET", path, (("Host", "0.0.0.0:{port}"),), expect=421),
+        Attack(f"GET {path} from Origin evil.example", "GET", path, (("Origin", EVIL),)),
+    ]
 
 
 def _body_cases(path: str, valid: dict, max_body: int) -> list[Attack]:
@@ -126,8 +179,9 @@ def _body_cases(path: str, valid: dict, max_body: int) -> list[Attack]:
     chunk = 16 * 1024
     return [
         Attack("300 MB Content-Length", "POST", path, (JSON,), b"{}", expect=413, fixed_length=300_000_000),
-        Attack("chunked body over the cap", "POST", path, (JSON,), b" " * chunk, chunks=max_body // chunk + 1,
-               expect=413),
+        Attack(
+            "chunked body over the cap", "POST", path, (JSON,), b" " * chunk, chunks=max_body // chunk + 1, expect=413
+        ),
         Attack(f"JSON nested {depth:,} deep", "POST", path, (JSON,), b"[" * depth + b"]" * depth, expect=400),
         Attack("malformed JSON", "POST", path, (JSON,), b'{"no": ', expect=400),
         Attack("JSON array, not an object", "POST", path, (JSON,), json.dumps([valid]).encode(), expect=400),
@@ -168,8 +222,9 @@ def send_http(port: int, attack: Attack, timeout: float = 10) -> Answer:
 
 def assert_refused(attack: Attack, answer: Answer) -> None:
     """The expected status, a JSON {"error": message} that says why, and no CORS header."""
-    assert answer.status == attack.expect, f"{attack.name}: expected {attack.expect}, got {answer.status}: " \
-                                           f"{answer.body[:300]!r}"
+    assert answer.status == attack.expect, (
+        f"{attack.name}: expected {attack.expect}, got {answer.status}: {answer.body[:300]!r}"
+    )
     assert_no_cors(answer)
     error = json.loads(answer.body).get("error")
     assert isinstance(error, str) and len(error) > 10, f"{attack.name}: no message in {answer.body[:300]!r}"

@@ -7,6 +7,7 @@
 Each command lives in its own module with its `add_parser(subparsers)`; shared storage and mode
 resolution is in `cli/common.py`.
 """
+
 from __future__ import annotations
 
 import argparse

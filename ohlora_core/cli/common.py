@@ -1,4 +1,5 @@
 """What every `ohlora` command shares: the storage root and mode, and an asset's current outputs."""
+
 from __future__ import annotations
 
 from ohlora_core.layout import StorageLayout, resolve_mode, storage_root
@@ -24,8 +25,10 @@ def require_current(files_cls, where: StorageLayout, instead: str):
             return where.current(files_cls)
         except MissingArtifact as exc:  # a `current` link to an incomplete or removed folder
             raise UsageError(f"{exc}" + (f", or pass {instead}" if instead else "")) from None
-    raise UsageError(f"no materialized {files_cls.NAME} under {where.artifacts} ({where.mode} mode); materialize it"
-                     + (f" or pass {instead}" if instead else ""))
+    raise UsageError(
+        f"no materialized {files_cls.NAME} under {where.artifacts} ({where.mode} mode); materialize it"
+        + (f" or pass {instead}" if instead else "")
+    )
 
 
 def current(files_cls, where: StorageLayout, instead: str):

@@ -14,6 +14,7 @@ be missing or empty unless `--overwrite`; the images and `request.json` (the req
 `ohlora_core.finetune.request`) appear there together, complete. Exit status: 0 done, 2 a request that cannot
 be answered as given (flag, value, file, checkpoint, folder), 1 a failure while writing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,16 +23,52 @@ from dataclasses import replace
 from pathlib import Path
 
 from ohlora_core.cli.common import UsageError, layout, require_current
-from ohlora_core.finetune.request import (MAX_BATCH, MAX_IMAGES, MAX_SEED, NOISE_RANGE, PROPERTIES, PROPERTY_RANGE,
-                                          REQUEST_FILE, GenerationRequest, GenerationRequestError, Source, flag,
-                                          validate_count)
+from ohlora_core.finetune.request import (
+    MAX_BATCH,
+    MAX_IMAGES,
+    MAX_SEED,
+    NOISE_RANGE,
+    PROPERTIES,
+    PROPERTY_RANGE,
+    REQUEST_FILE,
+    GenerationRequest,
+    GenerationRequestError,
+    Source,
+    flag,
+    validate_count,
+)
 
-DEFAULTS = {"method": "finetuned", "version": "v3", "n": 20, "noise": 0.3, "seed": 0, "batch": 4, "device": "auto",
-            "mode": "auto"}
+DEFAULTS = {
+    "method": "finetuned",
+    "version": "v3",
+    "n": 20,
+    "noise": 0.3,
+    "seed": 0,
+    "batch": 4,
+    "device": "auto",
+    "mode": "auto",
+}
 REPLAY_FLAGS = {"request", "out", "overwrite", "device"}  # what may go with --request
 # every flag's destination (all default to None or False, so a given one shows), for the --request check
-ARG_DESTS = {"method", "version", "directions", "generator", "checkpoint", "z_csv", "n", "noise", "seed", *PROPERTIES,
-             "out", "overwrite", "request", "batch", "device", "storage", "mode"}
+ARG_DESTS = {
+    "method",
+    "version",
+    "directions",
+    "generator",
+    "checkpoint",
+    "z_csv",
+    "n",
+    "noise",
+    "seed",
+    *PROPERTIES,
+    "out",
+    "overwrite",
+    "request",
+    "batch",
+    "device",
+    "storage",
+    "mode",
+}
 SMOKE_NOTICE = "smoke mode: random weights — these images are noise, not faces"
 
 
@@ -65,8 +102,13 @@ def _asset_file(files_cls, path_of, where, instead: str) -> Source:
     from ohlora_core.store import current_digest
 
     files = require_current(files_cls, where, instead)
-    return Source.of_file(path_of(files), f"{files_cls.NAME} file", asset=files_cls.NAME, mode=where.mode,
-                          data_version=current_digest(where.artifact_dir(files_cls.NAME)))
+    return Source.of_file(
+        path_of(files),
+        f"{files_cls.NAME} file",
+        asset=files_cls.NAME,
+        mode=where.mode,
+        data_version=current_digest(where.artifact_dir(files_cls.NAME)),
+    )
 
 
 def _latent_w_generator(where) -> Source:
@@ -90,12 +132,18 @@ def _sources(args) -> dict:
 
     where = layout(args.storage, args.mode)
     if args.method == "finetuned":
-        generator = Source.of_file(args.checkpoint, "checkpoint") if args.checkpoint else \
-            _asset_file(FINETUNES[args.version], lambda f: f.generator, where, "--checkpoint FILE")
+        generator = (
+            Source.of_file(args.checkpoint, "checkpoint")
+            if args.checkpoint
+            else _asset_file(FINETUNES[args.version], lambda f: f.generator, where, "--checkpoint FILE")
+        )
         directions = None
     else:
-        directions = Source.of_file(args.directions, "directions file") if args.directions else \
-            _asset_file(LatentDirections, lambda f: f.directions, where, "--directions FILE")
+        directions = (
+            Source.of_file(args.directions, "directions file")
+            if args.directions
+            else _asset_file(LatentDirections, lambda f: f.directions, where, "--directions FILE")
+        )
         generator = Source.of_file(args.generator, "generator") if args.generator else _latent_w_generator(where)
     from_assets = any(s is not None and s.asset for s in (generator, directions))
     return dict(generator=generator, directions=directions, storage=str(where.root) if from_assets else None)
@@ -111,9 +159,20 @@ def _from_flags(args) -> GenerationRequest:
     validate_count(args.seed, "--seed", 0, MAX_SEED)  # before z is drawn from it
     z, z_file, z_sha256 = _z(args)
     values = property_values([(p, getattr(args, p)) for p in PROPERTIES])
-    draft = GenerationRequest(args.method, values, z, Source("", None), n=args.n, noise=args.noise, seed=args.seed,
-                              batch=args.batch, device=device, version=args.version, z_file=z_file,
-                              z_sha256=z_sha256).validate(flag)
+    draft = GenerationRequest(
+        args.method,
+        values,
+        z,
+        Source("", None),
+        n=args.n,
+        noise=args.noise,
+        seed=args.seed,
+        batch=args.batch,
+        device=device,
+        version=args.version,
+        z_file=z_file,
+        z_sha256=z_sha256,
+    ).validate(flag)
     check_out_folder(args.out, args.overwrite)
     return replace(draft, **_sources(args))
 
@@ -122,11 +181,14 @@ def _from_record(args) -> GenerationRequest:
     """The request recorded in --request FILE (only --out, --overwrite and --device may go with it)."""
     from ohlora_core.finetune.generate import check_out_folder
 
-    extra = [flag(k) for k, v in vars(args).items()
-             if k in ARG_DESTS - REPLAY_FLAGS and v is not None and v is not False]
+    extra = [
+        flag(k) for k, v in vars(args).items() if k in ARG_DESTS - REPLAY_FLAGS and v is not None and v is not False
+    ]
     if extra:
-        raise UsageError(f"--request replays a recorded request; only --out, --overwrite and --device may go with "
-                         f"it (got {', '.join(extra)})")
+        raise UsageError(
+            f"--request replays a recorded request; only --out, --overwrite and --device may go with "
+            f"it (got {', '.join(extra)})"
+        )
     path = Path(args.request)
     try:
         text = path.read_bytes().decode("utf-8")
@@ -141,8 +203,11 @@ def _from_record(args) -> GenerationRequest:
 def _report(request: GenerationRequest, paths: list[Path], out: Path) -> None:
     if request.is_smoke:
         print(SMOKE_NOTICE)
-    what = f"{request.version}, {request.generator.path}" if request.method == "finetuned" else \
-        f"directions {request.directions.path} on {request.generator.path}"
+    what = (
+        f"{request.version}, {request.generator.path}"
+        if request.method == "finetuned"
+        else f"directions {request.directions.path} on {request.generator.path}"
+    )
     values = ", ".join(f"{k} {v:g}" for k, v in request.values.items())
     count = f"{len(paths)} image" + ("" if len(paths) == 1 else "s")
     print(f"wrote {count} to {out} ({what}; {values})")
@@ -187,44 +252,76 @@ def _range(low: float, high: float) -> str:
 
 
 def add_parser(sub) -> None:
-    gen = sub.add_parser("generate", help="images from a fine-tuned generator for requested property values",
-                         description="n images around one z (row 0 = z, rows 1.. = z + noise * N(0, 1)), all with "
-                                     "the requested property values (normalised scores; others 0). With no "
-                                     "value given: eyes 1.8, mouth 1.6, pose -1.2, as the original's final inference. "
-                                     "The images and request.json (the request, with the command that repeats it) "
-                                     "appear in --out together; exit status 2 for a request that cannot be "
-                                     "answered as given, 1 for a failure while writing.")
-    gen.add_argument("--method", choices=("finetuned", "directions"),
-                     help="finetuned (default): a label-conditioned generator (--version); directions: the "
-                          "pretrained generator with w moved along the latent_directions asset's directions")
-    gen.add_argument("--version", choices=("v1", "v2", "v3", "v4"),
-                     help="which fine-tuned generator (default v3, the version the original adopted)")
+    gen = sub.add_parser(
+        "generate",
+        help="images from a fine-tuned generator for requested property values",
+        description="n images around one z (row 0 = z, rows 1.. = z + noise * N(0, 1)), all with "
+        "the requested property values (normalised scores; others 0). With no "
+        "value given: eyes 1.8, mouth 1.6, pose -1.2, as the original's final inference. "
+        "The images and request.json (the request, with the command that repeats it) "
+        "appear in --out together; exit status 2 for a request that cannot be "
+        "answered as given, 1 for a failure while writing.",
+    )
+    gen.add_argument(
+        "--method",
+        choices=("finetuned", "directions"),
+        help="finetuned (default): a label-conditioned generator (--version); directions: the "
+        "pretrained generator with w moved along the latent_directions asset's directions",
+    )
+    gen.add_argument(
+        "--version",
+        choices=("v1", "v2", "v3", "v4"),
+        help="which fine-tuned generator (default v3, the version the original adopted)",
+    )
     gen.add_argument("--directions", help="directions file (default: the latent_directions asset's)")
-    gen.add_argument("--generator", help="pretrained (unconditional) generator for --method directions "
-                                         "(default: the one latent_w used)")
-    gen.add_argument("--checkpoint", help="a fine-tuned 256x256 generator file (the original's bare state_dict or a "
-                                          "genforce layout)")
-    gen.add_argument("--z-csv", help="z file, first row used (the original's test_z_vector_*.csv, e.g. in "
-                                     "stylegan_finetune_v3's folder); every value finite; default: from --seed")
+    gen.add_argument(
+        "--generator",
+        help="pretrained (unconditional) generator for --method directions (default: the one latent_w used)",
+    )
+    gen.add_argument(
+        "--checkpoint", help="a fine-tuned 256x256 generator file (the original's bare state_dict or a genforce layout)"
+    )
+    gen.add_argument(
+        "--z-csv",
+        help="z file, first row used (the original's test_z_vector_*.csv, e.g. in "
+        "stylegan_finetune_v3's folder); every value finite; default: from --seed",
+    )
     gen.add_argument("-n", type=int, help=f"images, 1 to {MAX_IMAGES:,} (default 20)")
-    gen.add_argument("--noise", type=float, help=f"std of the noise added to z for images 1.., in "
-                                                 f"{_range(*NOISE_RANGE)} (default 0.3)")
+    gen.add_argument(
+        "--noise",
+        type=float,
+        help=f"std of the noise added to z for images 1.., in {_range(*NOISE_RANGE)} (default 0.3)",
+    )
     gen.add_argument("--seed", type=int, help="seed of the noise (and of z without --z-csv), >= 0 (default 0)")
     for p in PROPERTIES:
-        gen.add_argument(flag(p), dest=p, type=float, metavar="VALUE",
-                         help=f"{p}: a normalised score (z-score in {_range(*PROPERTY_RANGE)})")
+        gen.add_argument(
+            flag(p),
+            dest=p,
+            type=float,
+            metavar="VALUE",
+            help=f"{p}: a normalised score (z-score in {_range(*PROPERTY_RANGE)})",
+        )
     # --out is checked after parsing (in `_run`), so that an unknown flag is reported before a missing --out
-    gen.add_argument("--out", help="output folder, required (000000.jpg, ..., request.json); must be missing or "
-                                   "empty unless --overwrite")
-    gen.add_argument("--overwrite", action="store_true",
-                     help="replace what --out holds: the folder ends as a fresh run leaves it")
-    gen.add_argument("--request", metavar="FILE", help="repeat the request recorded in FILE (a request.json) into "
-                                                       "--out: the same images (byte for byte on CPU)")
+    gen.add_argument(
+        "--out",
+        help="output folder, required (000000.jpg, ..., request.json); must be missing or empty unless --overwrite",
+    )
+    gen.add_argument(
+        "--overwrite", action="store_true", help="replace what --out holds: the folder ends as a fresh run leaves it"
+    )
+    gen.add_argument(
+        "--request",
+        metavar="FILE",
+        help="repeat the request recorded in FILE (a request.json) into --out: the same images (byte for byte on CPU)",
+    )
     gen.add_argument("--batch", type=int, help=f"batch size, 1 to {MAX_BATCH} (default 4, as the original)")
     gen.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
     gen.add_argument("--storage", help="storage root (default: $OHLORA_STORAGE or the repository's storage/)")
-    gen.add_argument("--mode", choices=("auto", "full", "smoke"),
-                     help="which artifacts to take the generator from (auto: full if present, else smoke)")
+    gen.add_argument(
+        "--mode",
+        choices=("auto", "full", "smoke"),
+        help="which artifacts to take the generator from (auto: full if present, else smoke)",
+    )
     gen.set_defaults(func=lambda args: _run(gen, args))
 
 
@@ -232,4 +329,3 @@ def _run(gen: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if not args.out:
         gen.error("the following arguments are required: --out")
     return generate_command(args)
-

@@ -1,4 +1,5 @@
 """`ohlora label`: the hand-labelling page over the current raw_images (see ohlora_core/labelling.py)."""
+
 from __future__ import annotations
 
 import argparse
@@ -24,15 +25,18 @@ def label_file(given: str | None, where: StorageLayout) -> Path:
         raise LabelFileRefused(
             f"--csv {csv} is the full-mode label file, but these are smoke-mode images (random weights, not faces): "
             f"their labels must never reach the full pipeline. Leave --csv out (smoke labels go to "
-            f"{where.labels_csv}) or label full-mode images (the real StyleGAN checkpoint, --mode full)")
+            f"{where.labels_csv}) or label full-mode images (the real StyleGAN checkpoint, --mode full)"
+        )
     return csv
 
 
 def describe_file(csv: Path, mode: str) -> str:
     """Which file the page writes and what reads it, for the first lines the user sees."""
     if mode == "smoke":
-        return (f"labels go to {csv} (smoke mode: the smoke pipeline does not read it — it uses stand-in labels; "
-                "these labels are practice only)")
+        return (
+            f"labels go to {csv} (smoke mode: the smoke pipeline does not read it — it uses stand-in labels; "
+            "these labels are practice only)"
+        )
     return f"labels go to {csv} (full mode: the file the hand_labels asset reads)"
 
 
@@ -65,18 +69,27 @@ def label_command(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub) -> None:
-    lab = sub.add_parser("label", help="a local page for hand-labelling the generated images (gender, quality)",
-                         description="Serves the raw_images asset's faces on a keyboard-driven page (this machine "
-                                     "only) and writes every label at once to the CSV the hand_labels asset reads. "
-                                     "Exit status 2: a usage error (non-loopback --host, port in use, a broken or "
-                                     "refused label file), said in one line.")
+    lab = sub.add_parser(
+        "label",
+        help="a local page for hand-labelling the generated images (gender, quality)",
+        description="Serves the raw_images asset's faces on a keyboard-driven page (this machine "
+        "only) and writes every label at once to the CSV the hand_labels asset reads. "
+        "Exit status 2: a usage error (non-loopback --host, port in use, a broken or "
+        "refused label file), said in one line.",
+    )
     lab.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765)")
-    lab.add_argument("--host", default="127.0.0.1",
-                     help="loopback address to bind: 127.0.0.1 (default), localhost or ::1; others are refused")
+    lab.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="loopback address to bind: 127.0.0.1 (default), localhost or ::1; others are refused",
+    )
     lab.add_argument("--expected", type=int, default=2000, help="labels wanted (the progress counter; default 2,000)")
-    lab.add_argument("--csv", help="label file (default: the mode's: <storage>/labels/synthesize_results_quality_and_"
-                                   "gender.csv in full mode, <storage>/labels/smoke/... in smoke mode; the full-mode "
-                                   "file is refused for smoke images)")
+    lab.add_argument(
+        "--csv",
+        help="label file (default: the mode's: <storage>/labels/synthesize_results_quality_and_"
+        "gender.csv in full mode, <storage>/labels/smoke/... in smoke mode; the full-mode "
+        "file is refused for smoke images)",
+    )
     lab.add_argument("--storage", help="storage root (default: $OHLORA_STORAGE or the repository's storage/)")
     lab.add_argument("--mode", default="auto", choices=("auto", "full", "smoke"))
     lab.set_defaults(func=label_command)

@@ -7,6 +7,7 @@ Same conventions as `ohlora label`: loopback only, the shared local-server guard
 (non-loopback --host, port in use, a device this machine lacks, a storage without any generator) is one line and
 exit status 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,7 @@ def describe(studio) -> list[str]:
     methods = studio.methods().values()
     ready = [m.name for m in methods if m.available]
     missing = [f"{m.name} ({m.reason})" for m in methods if not m.available]
-    lines = [f"studio over {studio.where.artifacts} ({studio.where.mode} mode, {studio.device}): "
-             f"{', '.join(ready)}"]
+    lines = [f"studio over {studio.where.artifacts} ({studio.where.mode} mode, {studio.device}): {', '.join(ready)}"]
     if missing:
         lines.append(f"not available: {'; '.join(missing)}")
     if studio.where.mode == "smoke":
@@ -38,8 +38,10 @@ def check_something_to_show(studio) -> None:
     methods = studio.methods().values()
     if not any(m.available for m in methods):
         reasons = "; ".join(f"{m.name}: {m.reason}" for m in methods)
-        raise NothingToShow(f"no generator to show under {studio.where.artifacts} ({studio.where.mode} mode): "
-                            f"{reasons}. Materialize one, or pass --storage / --mode where one is")
+        raise NothingToShow(
+            f"no generator to show under {studio.where.artifacts} ({studio.where.mode} mode): "
+            f"{reasons}. Materialize one, or pass --storage / --mode where one is"
+        )
 
 
 def studio_command(args: argparse.Namespace) -> int:
@@ -67,21 +69,32 @@ def studio_command(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub) -> None:
-    studio = sub.add_parser("studio", help="a local page: ask for a face with sliders, see it and how well the "
-                                           "request was met",
-                            description="Serves a page (this machine only) with one slider per property of the chosen "
-                                        "generator (fine-tuned v1..v4, or the latent directions), the image, the "
-                                        "property CNN's measured values against the requested ones, the method's "
-                                        "figures from the latest controllability report, methods side by side, a "
-                                        "variation strip, and export (images + request.json, reproducible by "
-                                        "`ohlora generate`). Exit status 2: a usage error, said in one line.")
+    studio = sub.add_parser(
+        "studio",
+        help="a local page: ask for a face with sliders, see it and how well the request was met",
+        description="Serves a page (this machine only) with one slider per property of the chosen "
+        "generator (fine-tuned v1..v4, or the latent directions), the image, the "
+        "property CNN's measured values against the requested ones, the method's "
+        "figures from the latest controllability report, methods side by side, a "
+        "variation strip, and export (images + request.json, reproducible by "
+        "`ohlora generate`). Exit status 2: a usage error, said in one line.",
+    )
     studio.add_argument("--port", type=int, default=8766, help="port to listen on (default 8766)")
-    studio.add_argument("--host", default="127.0.0.1",
-                        help="loopback address to bind: 127.0.0.1 (default), localhost or ::1; others are refused")
+    studio.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="loopback address to bind: 127.0.0.1 (default), localhost or ::1; others are refused",
+    )
     studio.add_argument("--device", default="auto", help="auto (default: cuda when available), cpu, cuda, cuda:1 ...")
-    studio.add_argument("--exports", help="folder for exports (default <storage>/exports/<mode>/); each export is a "
-                                          "new studio-<time>/ folder in it")
+    studio.add_argument(
+        "--exports",
+        help="folder for exports (default <storage>/exports/<mode>/); each export is a new studio-<time>/ folder in it",
+    )
     studio.add_argument("--storage", help="storage root (default: $OHLORA_STORAGE or the repository's storage/)")
-    studio.add_argument("--mode", default="auto", choices=("auto", "full", "smoke"),
-                        help="which artifacts (auto: full if the real StyleGAN checkpoint is present, else smoke)")
+    studio.add_argument(
+        "--mode",
+        default="auto",
+        choices=("auto", "full", "smoke"),
+        help="which artifacts (auto: full if the real StyleGAN checkpoint is present, else smoke)",
+    )
     studio.set_defaults(func=studio_command)

@@ -4,11 +4,12 @@ The original re-decoded each JPEG (read_image -> ToPILImage -> ToTensor) on ever
 are decoded once; a batch is gathered by index (on the device when the bank lives there) and only then
 converted to float, with the same arithmetic as ToTensor (`x.float() / 255`) and Normalize(0.5, 0.5).
 """
+
 from __future__ import annotations
 
 import os
 import warnings
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -19,8 +20,9 @@ class ImageDataError(ValueError):
     """An image file is missing, unreadable or has the wrong size."""
 
 
-def decode_images(paths: Sequence[str | os.PathLike], expected_hw: tuple[int, int] | None = (256, 256),
-                  chunk: int = 256) -> torch.Tensor:
+def decode_images(
+    paths: Sequence[str | os.PathLike], expected_hw: tuple[int, int] | None = (256, 256), chunk: int = 256
+) -> torch.Tensor:
     """Decode JPEG files once into a uint8 CPU tensor [N, 3, H, W] (RGB, same decoder as `read_image`).
 
     torchvision's decoder is kept on purpose (it is what the original used, so pixels match); it is
@@ -34,7 +36,7 @@ def decode_images(paths: Sequence[str | os.PathLike], expected_hw: tuple[int, in
 def _decode_images(paths, expected_hw, chunk) -> torch.Tensor:
     out: torch.Tensor | None = None
     for start in range(0, len(paths), chunk):
-        part = paths[start:start + chunk]
+        part = paths[start : start + chunk]
         datas = []
         for p in part:
             if not os.path.isfile(p):
@@ -46,10 +48,12 @@ def _decode_images(paths, expected_hw, chunk) -> torch.Tensor:
             imgs = [_decode_one(p, d) for p, d in zip(part, datas)]  # find the file at fault
         for p, img in zip(part, imgs):
             if expected_hw is not None and tuple(img.shape[1:]) != tuple(expected_hw):
-                raise ImageDataError(f"{p}: expected {expected_hw[0]}x{expected_hw[1]} image, got {tuple(img.shape[1:])}")
+                raise ImageDataError(
+                    f"{p}: expected {expected_hw[0]}x{expected_hw[1]} image, got {tuple(img.shape[1:])}"
+                )
         if out is None:
             out = torch.empty((len(paths), *imgs[0].shape), dtype=torch.uint8)
-        out[start:start + len(part)] = torch.stack(imgs)
+        out[start : start + len(part)] = torch.stack(imgs)
     if out is None:
         raise ImageDataError("no image paths given")
     return out
@@ -93,14 +97,19 @@ def eval_batch_size(device: torch.device | str, batch_size: int | None = None) -
     return 256 if torch.device(device).type == "cuda" else 16
 
 
-def iterate_batches(n_or_index: int | np.ndarray | torch.Tensor, batch_size: int,
-                    generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
+def iterate_batches(
+    n_or_index: int | np.ndarray | torch.Tensor, batch_size: int, generator: torch.Generator | None = None
+) -> Iterator[torch.Tensor]:
     """Yield index tensors (CPU, int64) of at most `batch_size`; shuffled when a generator is given.
 
     Shuffling draws one `torch.randperm` from `generator` per call, like a SubsetRandomSampler epoch.
     """
-    index = torch.arange(n_or_index) if isinstance(n_or_index, int) else torch.as_tensor(np.asarray(n_or_index), dtype=torch.int64)
+    index = (
+        torch.arange(n_or_index)
+        if isinstance(n_or_index, int)
+        else torch.as_tensor(np.asarray(n_or_index), dtype=torch.int64)
+    )
     if generator is not None:
         index = index[torch.randperm(len(index), generator=generator)]
     for start in range(0, len(index), batch_size):
-        yield index[start:start + batch_size]
+        yield index[start : start + batch_size]

@@ -5,6 +5,7 @@ active and its committed scores are one random draw (the same checkpoints gave i
 score of 0.1001, 0.0993 and 0.0699 in three runs). Here every model is scored in eval mode, so the
 scores are a deterministic function of images and weights.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
@@ -23,8 +24,9 @@ Transform = Callable[[torch.Tensor], torch.Tensor]
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, index: torch.Tensor | None, transform: Transform,
-            batch_size: int) -> torch.Tensor:
+def predict(
+    model: nn.Module, images: torch.Tensor, index: torch.Tensor | None, transform: Transform, batch_size: int
+) -> torch.Tensor:
     """Model outputs [n, k] (float32, on the model's device) for `images[index]` in eval mode.
 
     `images` is a uint8 bank (see data.as_image_bank); batches are gathered there and moved to the
@@ -35,7 +37,7 @@ def predict(model: nn.Module, images: torch.Tensor, index: torch.Tensor | None, 
     n = images.shape[0] if index is None else len(index)
     outs = []
     for start in range(0, n, batch_size):
-        sel = slice(start, start + batch_size) if index is None else index[start:start + batch_size]
+        sel = slice(start, start + batch_size) if index is None else index[start : start + batch_size]
         batch = images[sel] if index is None else images[sel.to(images.device)]
         outs.append(model(transform(batch.to(device, non_blocking=True))).float())
     return torch.cat(outs) if outs else torch.empty((0, 1), device=device)
@@ -70,8 +72,12 @@ def ensemble_from_raw(raw: np.ndarray) -> EnsembleScores:
     return EnsembleScores(raw=raw, per_model=python_round(raw, 4), final=np.round(raw.mean(axis=1), 4))
 
 
-def score_images(models: Sequence[nn.Module], images: torch.Tensor | np.ndarray, device: torch.device | str,
-                 batch_size: int | None = None) -> EnsembleScores:
+def score_images(
+    models: Sequence[nn.Module],
+    images: torch.Tensor | np.ndarray,
+    device: torch.device | str,
+    batch_size: int | None = None,
+) -> EnsembleScores:
     """Score uint8 images [N, 3, 256, 256] with every fold model (eval mode, no dropout; see module doc)."""
     device = torch.device(device)
     bank = as_image_bank(images, device)
@@ -83,9 +89,13 @@ def score_images(models: Sequence[nn.Module], images: torch.Tensor | np.ndarray,
     return ensemble_from_raw(torch.stack(raw, dim=1).numpy())
 
 
-def score_files_sharded(model_files: Mapping[str, Sequence[str]], image_paths: Sequence[str], devices: Sequence[str],
-                        batch_size: int | None = None,
-                        log: Callable[[str], None] | None = None) -> dict[str, EnsembleScores]:
+def score_files_sharded(
+    model_files: Mapping[str, Sequence[str]],
+    image_paths: Sequence[str],
+    devices: Sequence[str],
+    batch_size: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, EnsembleScores]:
     """{property: `score_images` of `load_fold_models(property, files)` over the images at `image_paths`}, the
     images split over one worker process per device (`ohlora_core.shards`). Each worker decodes its own images
     and loads the fold models itself; shards are cut at multiples of the evaluation batch, so every batch holds
@@ -97,9 +107,11 @@ def score_files_sharded(model_files: Mapping[str, Sequence[str]], image_paths: S
 
     batch = eval_batch_size(devices[0], batch_size)
     paths = [str(p) for p in image_paths]
-    parts = shards.split([paths[i:i + batch] for i in range(0, len(paths), batch)], len(devices), weight=len)
-    jobs = [(device, _ScoreJob(dict(model_files), [p for chunk in part for p in chunk], batch))
-            for device, part in zip(devices, parts, strict=False)]  # fewer parts than devices: fewer workers
+    parts = shards.split([paths[i : i + batch] for i in range(0, len(paths), batch)], len(devices), weight=len)
+    jobs = [
+        (device, _ScoreJob(dict(model_files), [p for chunk in part for p in chunk], batch))
+        for device, part in zip(devices, parts, strict=False)
+    ]  # fewer parts than devices: fewer workers
     if log:
         log(f"gender_quality_scores: {len(paths)} images in {len(jobs)} shards on {', '.join(d for d, _ in jobs)}")
     progress = Progress(len(paths) * len(model_files), log, "gender_quality_scores", unit="image scores")
@@ -135,19 +147,29 @@ def load_fold_models(prop: str, paths: Sequence[str], device: torch.device | str
     return models
 
 
-def inference_table(prop: str, img_nos: Sequence[int], img_paths: Sequence[str],
-                    scores: EnsembleScores) -> pd.DataFrame:
+def inference_table(
+    prop: str, img_nos: Sequence[int], img_paths: Sequence[str], scores: EnsembleScores
+) -> pd.DataFrame:
     """The original's `inference_result/{prop}.csv` layout:
     img_no, img_path, property_{prop}_final_score, score_model_0..K-1."""
-    df = pd.DataFrame({"img_no": np.asarray(img_nos, dtype=np.int64), "img_path": list(img_paths),
-                       f"property_{prop}_final_score": scores.final})
+    df = pd.DataFrame(
+        {
+            "img_no": np.asarray(img_nos, dtype=np.int64),
+            "img_path": list(img_paths),
+            f"property_{prop}_final_score": scores.final,
+        }
+    )
     for k in range(scores.per_model.shape[1]):
         df[f"score_model_{k}"] = scores.per_model[:, k]
     return df
 
 
-def combine_with_labels(labels: pd.DataFrame, gender_table: pd.DataFrame, quality_table: pd.DataFrame,
-                        img_paths: Mapping[int, str] | Sequence[str]) -> pd.DataFrame:
+def combine_with_labels(
+    labels: pd.DataFrame,
+    gender_table: pd.DataFrame,
+    quality_table: pd.DataFrame,
+    img_paths: Mapping[int, str] | Sequence[str],
+) -> pd.DataFrame:
     """All images: hand label where labelled, 5-model mean elsewhere.
 
     Columns: img_no, img_path, gender_score, quality_score (= the original's
@@ -172,8 +194,9 @@ def combine_with_labels(labels: pd.DataFrame, gender_table: pd.DataFrame, qualit
         score[has_label] = labelled.to_numpy(dtype=np.float64)[has_label]
         if np.isnan(score).any():
             missing = nos[np.isnan(score)]
-            raise ValueError(f"{len(missing)} image(s) have neither a {prop} label nor a CNN score, "
-                             f"e.g. {missing[:10].tolist()}")
+            raise ValueError(
+                f"{len(missing)} image(s) have neither a {prop} label nor a CNN score, e.g. {missing[:10].tolist()}"
+            )
         out[f"{prop}_score"] = score
         labelled_both &= has_label
         for c in (c for c in pred.columns if c.startswith("score_model_")):

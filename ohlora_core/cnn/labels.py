@@ -5,6 +5,7 @@ File format is the original's `cnn/synthesize_results_quality_and_gender.csv`: h
 original) — `000123.jpg`, `000123.png` or `000123` are accepted too. Values are 0/1
 (gender 1 = female, quality 1 = good).
 """
+
 from __future__ import annotations
 
 import csv
@@ -32,8 +33,10 @@ def _read_table(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
         text = data.decode("utf-8-sig")  # a spreadsheet's byte-order mark is not part of the header
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise LabelError(f"{path}: line {line} (byte offset {exc.start}) is not UTF-8 text "
-                         f"({data[exc.start:exc.start + 1]!r}); save the file as UTF-8") from None
+        raise LabelError(
+            f"{path}: line {line} (byte offset {exc.start}) is not UTF-8 text "
+            f"({data[exc.start : exc.start + 1]!r}); save the file as UTF-8"
+        ) from None
     reader = csv.reader(io.StringIO(text, newline=""), skipinitialspace=True, strict=True)
     rows, starts, start = [], [], 1
     try:
@@ -46,8 +49,9 @@ def _read_table(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
         hint = " (a quote opened there is never closed)" if "end of data" in str(exc) else ""
         raise LabelError(f"{path}: cannot parse as CSV at line {start}: {exc}{hint}") from None
     if not rows:
-        raise LabelError(f"{path}: cannot parse as CSV: the file is empty; expected the header "
-                         f"{','.join(REQUIRED_COLUMNS)}")
+        raise LabelError(
+            f"{path}: cannot parse as CSV: the file is empty; expected the header {','.join(REQUIRED_COLUMNS)}"
+        )
     return _as_frame(path, rows, starts), np.asarray(starts[1:], dtype=np.int64)
 
 
@@ -55,12 +59,16 @@ def _as_frame(path: Path, rows: list[list[str]], starts: list[int]) -> pd.DataFr
     header = [c.strip() for c in rows[0]]
     repeated = sorted({c for c in header if header.count(c) > 1})
     if repeated:
-        raise LabelError(f"{path}: line {starts[0]}: the header names {repeated} more than once; expected "
-                         f"{','.join(REQUIRED_COLUMNS)}")
+        raise LabelError(
+            f"{path}: line {starts[0]}: the header names {repeated} more than once; expected "
+            f"{','.join(REQUIRED_COLUMNS)}"
+        )
     wrong = [(line, len(row)) for line, row in zip(starts[1:], rows[1:]) if len(row) != len(header)]
     if wrong:
-        raise LabelError(f"{path}: expected {len(header)} fields ({','.join(header)}) on every line; line "
-                         f"{wrong[0][0]} has {wrong[0][1]}" + (f" ({len(wrong)} such lines)" if len(wrong) > 1 else ""))
+        raise LabelError(
+            f"{path}: expected {len(header)} fields ({','.join(header)}) on every line; line "
+            f"{wrong[0][0]} has {wrong[0][1]}" + (f" ({len(wrong)} such lines)" if len(wrong) > 1 else "")
+        )
     return pd.DataFrame(rows[1:], columns=header, dtype=str)
 
 
@@ -83,16 +91,20 @@ def load_hand_labels(csv_path: str | Path, n_images: int, expected_rows: int | N
     raw, line_numbers = _read_table(path)
     missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
     if missing:
-        raise LabelError(f"{path}: missing column(s) {missing}; expected header {','.join(REQUIRED_COLUMNS)}, "
-                         f"got {list(raw.columns)}")
+        raise LabelError(
+            f"{path}: missing column(s) {missing}; expected header {','.join(REQUIRED_COLUMNS)}, "
+            f"got {list(raw.columns)}"
+        )
     if raw.empty:
         raise LabelError(f"{path}: no label rows")
 
     match = raw["img_name"].str.extract(_IMG_NAME, expand=False)
     bad_name = match.isna().to_numpy()
     if bad_name.any():
-        raise LabelError(f"{path}: img_name must be an image number like 123 or 000123.jpg at line(s) "
-                         f"{_lines(bad_name, line_numbers)} (got {raw['img_name'][bad_name].head(3).tolist()})")
+        raise LabelError(
+            f"{path}: img_name must be an image number like 123 or 000123.jpg at line(s) "
+            f"{_lines(bad_name, line_numbers)} (got {raw['img_name'][bad_name].head(3).tolist()})"
+        )
     img_no = match.astype(np.int64).to_numpy()
 
     values = {}
@@ -100,23 +112,31 @@ def load_hand_labels(csv_path: str | Path, n_images: int, expected_rows: int | N
         v = raw[col].str.strip().map(_BINARY)
         bad = v.isna().to_numpy()
         if bad.any():
-            raise LabelError(f"{path}: {col} must be 0 or 1 at line(s) {_lines(bad, line_numbers)} "
-                             f"(got {raw[col][bad].head(3).tolist()})")
+            raise LabelError(
+                f"{path}: {col} must be 0 or 1 at line(s) {_lines(bad, line_numbers)} "
+                f"(got {raw[col][bad].head(3).tolist()})"
+            )
         values[col] = v.astype(np.int64).to_numpy()
 
     dup = pd.Series(img_no).duplicated(keep=False).to_numpy()
     if dup.any():
-        raise LabelError(f"{path}: duplicate image number(s) {sorted(set(img_no[dup].tolist()))[:10]} "
-                         f"at line(s) {_lines(dup, line_numbers)}")
+        raise LabelError(
+            f"{path}: duplicate image number(s) {sorted(set(img_no[dup].tolist()))[:10]} "
+            f"at line(s) {_lines(dup, line_numbers)}"
+        )
     out_of_range = (img_no < 0) | (img_no >= n_images)
     if out_of_range.any():
-        raise LabelError(f"{path}: image number(s) {img_no[out_of_range][:10].tolist()} outside 0..{n_images - 1} "
-                         f"at line(s) {_lines(out_of_range, line_numbers)}")
+        raise LabelError(
+            f"{path}: image number(s) {img_no[out_of_range][:10].tolist()} outside 0..{n_images - 1} "
+            f"at line(s) {_lines(out_of_range, line_numbers)}"
+        )
 
     if expected_rows is not None and len(raw) != expected_rows:
-        raise LabelError(f"{path}: {len(raw)} labelled image(s), but {expected_rows} are expected "
-                         f"(settings.n_labelled); label the missing images, or set n_labelled: {len(raw)} "
-                         f"to train on the labels there are")
+        raise LabelError(
+            f"{path}: {len(raw)} labelled image(s), but {expected_rows} are expected "
+            f"(settings.n_labelled); label the missing images, or set n_labelled: {len(raw)} "
+            f"to train on the labels there are"
+        )
     df = pd.DataFrame({"img_no": img_no, "gender": values["gender"], "quality": values["quality"]})
     return df.sort_values("img_no", kind="stable").reset_index(drop=True)
 

@@ -5,9 +5,10 @@ Layer shapes and module attribute names follow the original code
 state_dict keys are identical (`conv1.0.weight`, `fc1.0.weight`, `fc_final.0.weight`,
 `eyes_score_cnn.conv1.0.weight`, ...) and the original checkpoints load with strict key matching.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -38,8 +39,14 @@ PROPERTY_HEADS: tuple[tuple[str, slice, slice, tuple, int], ...] = (
     ("background_score_cnn", slice(0, 128), slice(0, 256), BACKGROUND_LAYOUT, 2),
 )
 
-_PROPERTY_REGISTRATION_ORDER = ("eyes_score_cnn", "mouth_score_cnn", "pose_score_cnn", "hair_color_score_cnn",
-                                "hair_length_score_cnn", "background_score_cnn")
+_PROPERTY_REGISTRATION_ORDER = (
+    "eyes_score_cnn",
+    "mouth_score_cnn",
+    "pose_score_cnn",
+    "hair_color_score_cnn",
+    "hair_length_score_cnn",
+    "background_score_cnn",
+)
 
 
 def conv_output_shape(layout: Sequence, height: int, width: int) -> tuple[int, int, int]:
@@ -115,7 +122,9 @@ class PropertyScoreCNN(nn.Module):
         heads = {h[0]: h for h in PROPERTY_HEADS}
         for name in _PROPERTY_REGISTRATION_ORDER:  # keeps state_dict key order (and init order) as the original
             _, rows, cols, layout, out = heads[name]
-            setattr(self, name, _ConvHead(layout, (rows.stop - rows.start, cols.stop - cols.start), 256, out, sigmoid=False))
+            setattr(
+                self, name, _ConvHead(layout, (rows.stop - rows.start, cols.stop - cols.start), 256, out, sigmoid=False)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([getattr(self, name)(x[:, :, rows, cols]) for name, rows, cols, _, _ in PROPERTY_HEADS], dim=1)

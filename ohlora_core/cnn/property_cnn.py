@@ -5,11 +5,12 @@ T_max 10, batch 16, early stopping (20) on the validation loss excluding backgro
 `(7 * val_loss - back_std_mse) / 6`; a 90/10 split (seeded; the original's random_split was not).
 Inputs are ToTensor + Normalize(0.5, 0.5), i.e. [-1, 1].
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -18,10 +19,10 @@ from torch import nn
 
 from ..artifacts import PropertyScoreCnn
 from ..io import atomic_torch_save, atomic_write_csv
+from ..seeding import derive_seed, seeded
 from .data import as_image_bank, eval_batch_size, to_signed_float
 from .inference import predict
 from .models import PropertyScoreCNN
-from ..seeding import derive_seed, seeded
 from .training import PATIENCE, TRAIN_BATCH_SIZE, fit
 
 PROPERTIES = ("eyes", "hair_color", "hair_length", "mouth", "pose", "background_mean", "background_std")
@@ -36,7 +37,7 @@ def regression_metrics(outputs: np.ndarray, labels: np.ndarray) -> dict:
     Pearson corr, and val_loss_except_back_std = (7 * valid_loss - back_std_mse) / 6."""
     out, lab = np.asarray(outputs, np.float64), np.asarray(labels, np.float64)
     err = out - lab
-    mse = (err ** 2).mean(axis=0)
+    mse = (err**2).mean(axis=0)
     row = {"valid_loss": float(mse.mean())}
     row["val_loss_except_back_std"] = (row["valid_loss"] * 7 - float(mse[6])) / 6
     for j, name in enumerate(_LOG_NAMES):
@@ -51,13 +52,13 @@ def regression_metrics(outputs: np.ndarray, labels: np.ndarray) -> dict:
 
 @dataclass
 class PropertyCNNResult:
-    model: PropertyScoreCNN       # best-epoch weights, eval mode
-    log: pd.DataFrame             # train_log_v2_cnn.csv (rounded 4 dp)
+    model: PropertyScoreCNN  # best-epoch weights, eval mode
+    log: pd.DataFrame  # train_log_v2_cnn.csv (rounded 4 dp)
     best_epoch: int
     best_val_loss_except_back_std: float
     train_index: np.ndarray
     valid_index: np.ndarray
-    val_log: pd.DataFrame         # train_log_v2_cnn_val_log.csv
+    val_log: pd.DataFrame  # train_log_v2_cnn_val_log.csv
     checkpoint_path: Path
 
 
@@ -68,12 +69,20 @@ def split_90_10(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(perm[:n_train]), np.sort(perm[n_train:])
 
 
-def train_property_score_cnn(images_uint8: torch.Tensor | np.ndarray, scores: np.ndarray | pd.DataFrame,
-                             files: PropertyScoreCnn, seed: int, device: torch.device | str = "cpu", *,
-                             max_epochs: int | None = None, patience: int = PATIENCE,
-                             train_batch_size: int = TRAIN_BATCH_SIZE, valid_batch_size: int | None = None,
-                             img_paths: Sequence[str] | None = None,
-                             log: Callable[[str], None] | None = None) -> PropertyCNNResult:
+def train_property_score_cnn(
+    images_uint8: torch.Tensor | np.ndarray,
+    scores: np.ndarray | pd.DataFrame,
+    files: PropertyScoreCnn,
+    seed: int,
+    device: torch.device | str = "cpu",
+    *,
+    max_epochs: int | None = None,
+    patience: int = PATIENCE,
+    train_batch_size: int = TRAIN_BATCH_SIZE,
+    valid_batch_size: int | None = None,
+    img_paths: Sequence[str] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> PropertyCNNResult:
     """Train the property-score CNN on v2 scores [N, 7] (a DataFrame must have the `{p}_score` columns).
 
     Writes, atomically, into `files`' folder: the best-epoch state_dict
@@ -87,7 +96,9 @@ def train_property_score_cnn(images_uint8: torch.Tensor | np.ndarray, scores: np
     if y.shape != (bank.shape[0], 7):
         raise ValueError(f"expected scores [{bank.shape[0]}, 7], got {y.shape}")
     if not np.isfinite(y).all():
-        raise ValueError(f"scores contain {int((~np.isfinite(y)).sum())} NaN/inf values; drop or fix those images first")
+        raise ValueError(
+            f"scores contain {int((~np.isfinite(y)).sum())} NaN/inf values; drop or fix those images first"
+        )
     train_idx, valid_idx = split_90_10(bank.shape[0], seed)
     valid_batch_size = eval_batch_size(device, valid_batch_size)
     targets = torch.from_numpy(y).to(device)
@@ -99,18 +110,32 @@ def train_property_score_cnn(images_uint8: torch.Tensor | np.ndarray, scores: np
 
     def validate(model: nn.Module) -> dict:
         out = predict(model, bank, valid_t, to_signed_float, valid_batch_size).cpu().numpy()
-        val_rows.append(val_log_rows(len(val_rows), paths, out[:len(first)], y[first]))
+        val_rows.append(val_log_rows(len(val_rows), paths, out[: len(first)], y[first]))
         return regression_metrics(out, y[valid_idx])
 
     run_seed = derive_seed(seed, "property_cnn")
     with seeded(run_seed, device):
         model = PropertyScoreCNN().to(device)
-        result = fit(model, bank, targets, train_idx, to_signed_float, nn.MSELoss(reduction="mean"), validate,
-                     "val_loss_except_back_std", shuffle_seed=derive_seed(run_seed, "shuffle"),
-                     max_epochs=max_epochs, patience=patience, batch_size=train_batch_size, loss_is_sum=False, log=log,
-                     name="property-score CNN")
+        result = fit(
+            model,
+            bank,
+            targets,
+            train_idx,
+            to_signed_float,
+            nn.MSELoss(reduction="mean"),
+            validate,
+            "val_loss_except_back_std",
+            shuffle_seed=derive_seed(run_seed, "shuffle"),
+            max_epochs=max_epochs,
+            patience=patience,
+            batch_size=train_batch_size,
+            loss_is_sum=False,
+            log=log,
+            name="property-score CNN",
+        )
     cols = ["epoch", "valid_loss", "val_loss_except_back_std"] + [
-        f"{n}_score_{m}" for m in ("loss", "abs_diff", "corr") for n in _LOG_NAMES]
+        f"{n}_score_{m}" for m in ("loss", "abs_diff", "corr") for n in _LOG_NAMES
+    ]
     log_df = result.history[cols].copy()
     log_df[cols[1:]] = log_df[cols[1:]].round(4)
     val_log = pd.concat(val_rows, ignore_index=True)
@@ -118,8 +143,9 @@ def train_property_score_cnn(images_uint8: torch.Tensor | np.ndarray, scores: np
     atomic_write_csv(files.train_log, log_df)
     atomic_write_csv(files.val_log, val_log)
     model.load_state_dict(result.best_state)
-    return PropertyCNNResult(model.eval(), log_df, result.best_epoch, result.best_loss, train_idx, valid_idx,
-                             files.checkpoint, val_log)
+    return PropertyCNNResult(
+        model.eval(), log_df, result.best_epoch, result.best_loss, train_idx, valid_idx, files.checkpoint, val_log
+    )
 
 
 def val_log_rows(epoch: int, img_paths: Sequence[str], outputs: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
@@ -132,16 +158,23 @@ def val_log_rows(epoch: int, img_paths: Sequence[str], outputs: np.ndarray, labe
     return df
 
 
-def predict_property_scores(model: nn.Module, images_uint8: torch.Tensor | np.ndarray, device: torch.device | str = "cpu",
-                            batch_size: int | None = None) -> np.ndarray:
+def predict_property_scores(
+    model: nn.Module,
+    images_uint8: torch.Tensor | np.ndarray,
+    device: torch.device | str = "cpu",
+    batch_size: int | None = None,
+) -> np.ndarray:
     """[N, 7] float64 predictions rounded to 4 dp (eval mode: DEVIATION, the original left dropout on).
 
     Rounded like the original (np.round on the float32 outputs), then stored as the nearest float64.
     """
     device = torch.device(device)
     model.to(device)
-    out = predict(model, as_image_bank(images_uint8, device), None, to_signed_float,
-                  eval_batch_size(device, batch_size)).cpu().numpy()
+    out = (
+        predict(model, as_image_bank(images_uint8, device), None, to_signed_float, eval_batch_size(device, batch_size))
+        .cpu()
+        .numpy()
+    )
     return np.round(np.round(out, 4).astype(np.float64), 4)
 
 

@@ -17,12 +17,13 @@ every epoch, sums the loss on the device (no sync per step), and is neither resu
 fold trains in minutes and a failed fold is retried whole), while the fine-tuning loop resumes step by
 step with per-step seeded randomness. Both share `ohlora_core.early_stopping`.
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -50,7 +51,7 @@ K_FOLDS = 5
 @dataclass(frozen=True)
 class PropertySettings:
     val_loss_threshold: float  # a fold succeeds iff its best val loss <= this
-    pos_neg_threshold: float   # output >= this counts as positive in the per-epoch metrics
+    pos_neg_threshold: float  # output >= this counts as positive in the per-epoch metrics
     stratified: bool
 
 
@@ -66,12 +67,13 @@ class TrainingFailed(RuntimeError):
 
 # ---------------------------------------------------------------- the shared loop
 
+
 @dataclass
 class FitResult:
     best_state: dict[str, torch.Tensor]  # CPU copies of the best epoch's weights
     best_epoch: int
-    best_loss: float                      # the early-stopping metric at best_epoch
-    history: pd.DataFrame                 # one row per epoch: epoch, train_loss, validation metrics
+    best_loss: float  # the early-stopping metric at best_epoch
+    history: pd.DataFrame  # one row per epoch: epoch, train_loss, validation metrics
     elapsed_s: float
 
     @property
@@ -79,12 +81,26 @@ class FitResult:
         return self.history.attrs["stop_losses"]
 
 
-def fit(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, train_index: np.ndarray,
-        transform: Callable[[torch.Tensor], torch.Tensor],
-        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-        validate: Callable[[nn.Module], dict], stop_key: str, *, shuffle_seed: int, max_epochs: int | None = None,
-        patience: int = PATIENCE, batch_size: int = TRAIN_BATCH_SIZE, lr: float = LR, t_max: int = T_MAX,
-        loss_is_sum: bool = True, log: Callable[[str], None] | None = None, name: str = "") -> FitResult:
+def fit(
+    model: nn.Module,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    train_index: np.ndarray,
+    transform: Callable[[torch.Tensor], torch.Tensor],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    validate: Callable[[nn.Module], dict],
+    stop_key: str,
+    *,
+    shuffle_seed: int,
+    max_epochs: int | None = None,
+    patience: int = PATIENCE,
+    batch_size: int = TRAIN_BATCH_SIZE,
+    lr: float = LR,
+    t_max: int = T_MAX,
+    loss_is_sum: bool = True,
+    log: Callable[[str], None] | None = None,
+    name: str = "",
+) -> FitResult:
     """Train `model` until `patience` epochs pass without a strictly lower `validate(model)[stop_key]`.
 
     images: uint8 bank [N, 3, H, W] (any device); targets: float32 [N, k] on the model's device;
@@ -119,21 +135,33 @@ def fit(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, train_ind
         scheduler.step()
         done = best.update(epoch, stop, lambda: cpu_copy(model.state_dict()))
         if log:
-            log(f"{name + ' ' if name else ''}epoch {epoch}: train_loss {rows[-1]['train_loss']:.4f}, "
-                f"{stop_key} {stop:.4f} (best {best.loss:.4f} @ {best.epoch})")
+            log(
+                f"{name + ' ' if name else ''}epoch {epoch}: train_loss {rows[-1]['train_loss']:.4f}, "
+                f"{stop_key} {stop:.4f} (best {best.loss:.4f} @ {best.epoch})"
+            )
         if done or (max_epochs is not None and epoch + 1 >= max_epochs):
             break
         epoch += 1
     history = pd.DataFrame(rows)
     history.attrs["stop_losses"] = stop_losses
-    return FitResult(best.state, best.epoch, best.loss, history,
-                     time.perf_counter() - start)
+    return FitResult(best.state, best.epoch, best.loss, history, time.perf_counter() - start)
 
 
 # ---------------------------------------------------------------- binary metrics
 
-EPOCH_DETAIL_COLUMNS = ["epoch", "val_loss", "val_accuracy", "tp", "tn", "fp", "fn",
-                        "val_recall", "val_precision", "val_f1_score", "val_auroc"]
+EPOCH_DETAIL_COLUMNS = [
+    "epoch",
+    "val_loss",
+    "val_accuracy",
+    "tp",
+    "tn",
+    "fp",
+    "fn",
+    "val_recall",
+    "val_precision",
+    "val_f1_score",
+    "val_auroc",
+]
 
 
 def binary_metrics(probs: np.ndarray, labels: np.ndarray, threshold: float) -> dict:
@@ -151,17 +179,29 @@ def binary_metrics(probs: np.ndarray, labels: np.ndarray, threshold: float) -> d
     f1 = 2 * recall * precision / (recall + precision) if tp else float("nan")
     auroc = float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan")
     loss = float(F.binary_cross_entropy(torch.from_numpy(p), torch.from_numpy(y), reduction="sum")) / len(p)
-    return {"val_loss": loss, "val_accuracy": (tp + tn) / len(p), "tp": tp, "tn": tn, "fp": fp, "fn": fn,
-            "val_recall": recall, "val_precision": precision, "val_f1_score": f1, "val_auroc": auroc}
+    return {
+        "val_loss": loss,
+        "val_accuracy": (tp + tn) / len(p),
+        "tp": tp,
+        "tn": tn,
+        "fp": fp,
+        "fn": fn,
+        "val_recall": recall,
+        "val_precision": precision,
+        "val_f1_score": f1,
+        "val_auroc": auroc,
+    }
 
 
 # ---------------------------------------------------------------- K-fold driver
 
-def kfold_splits(labels: np.ndarray, stratified: bool, seed: int,
-                 n_splits: int = K_FOLDS) -> list[tuple[np.ndarray, np.ndarray]]:
+
+def kfold_splits(
+    labels: np.ndarray, stratified: bool, seed: int, n_splits: int = K_FOLDS
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """(train_idx, valid_idx) per fold; shuffle=True with random_state=seed (the original had none)."""
     labels = np.asarray(labels)
-    rs = int(seed) % (2 ** 32)
+    rs = int(seed) % (2**32)
     if stratified:
         splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=rs)
         return list(splitter.split(np.zeros(len(labels)), labels))
@@ -171,10 +211,10 @@ def kfold_splits(labels: np.ndarray, stratified: bool, seed: int,
 @dataclass
 class KFoldResult:
     prop: str
-    models: list[nn.Module]                 # best-epoch model per fold, eval mode
+    models: list[nn.Module]  # best-epoch model per fold, eval mode
     model_paths: list[Path]
-    train_log: pd.DataFrame                 # one row per attempt (original train_log_{prop}.csv + `attempt`)
-    epoch_details: list[pd.DataFrame]       # per fold, successful attempt (epoch_detail_{prop}_{fold}.csv)
+    train_log: pd.DataFrame  # one row per attempt (original train_log_{prop}.csv + `attempt`)
+    epoch_details: list[pd.DataFrame]  # per fold, successful attempt (epoch_detail_{prop}_{fold}.csv)
     folds: list[tuple[np.ndarray, np.ndarray]]
     attempts: list[int] = field(default_factory=list)
 
@@ -188,12 +228,34 @@ def _check_labels(prop: str, labels, n: int) -> np.ndarray:
     return y.astype(np.int64)
 
 
-def train_property_models(prop: str, images_uint8: torch.Tensor | np.ndarray, labels: Sequence[int] | np.ndarray,
-                          files: GenderQualityModels, seed: int, device: torch.device | str = "cpu", *,
-                          max_epochs: int | None = None, patience: int = PATIENCE, max_attempts: int = 3,
-                          n_splits: int = K_FOLDS, val_loss_threshold: float | None = None,
-                          train_batch_size: int = TRAIN_BATCH_SIZE, valid_batch_size: int | None = None, lr: float = LR,
-                          log: Callable[[str], None] | None = None) -> KFoldResult:
+def _validator(bank, valid_t: torch.Tensor, valid_y: np.ndarray, batch_size: int, threshold: float):
+    """One fold's validation: metrics of a model's probabilities on the fold's validation rows."""
+
+    def validate(model: nn.Module) -> dict:
+        probs = predict(model, bank, valid_t, to_unit_float, batch_size)[:, 0].cpu().numpy()
+        return binary_metrics(probs, valid_y, threshold)
+
+    return validate
+
+
+def train_property_models(
+    prop: str,
+    images_uint8: torch.Tensor | np.ndarray,
+    labels: Sequence[int] | np.ndarray,
+    files: GenderQualityModels,
+    seed: int,
+    device: torch.device | str = "cpu",
+    *,
+    max_epochs: int | None = None,
+    patience: int = PATIENCE,
+    max_attempts: int = 3,
+    n_splits: int = K_FOLDS,
+    val_loss_threshold: float | None = None,
+    train_batch_size: int = TRAIN_BATCH_SIZE,
+    valid_batch_size: int | None = None,
+    lr: float = LR,
+    log: Callable[[str], None] | None = None,
+) -> KFoldResult:
     """K-fold train the gender or quality CNN; write checkpoints and logs into `files`' folder.
 
     images_uint8: [N, 3, 256, 256] uint8 (labelled images, row i <-> labels[i]).
@@ -221,40 +283,58 @@ def train_property_models(prop: str, images_uint8: torch.Tensor | np.ndarray, la
     log_rows, details, models, paths, attempts_used = [], [], [], [], []
     log_path = files.train_log(prop)
     for fold, (train_idx, valid_idx) in enumerate(folds):
-        valid_t = torch.as_tensor(valid_idx)
-        valid_y = y[valid_idx]
-
-        def validate(model: nn.Module) -> dict:
-            probs = predict(model, bank, valid_t, to_unit_float, valid_batch_size)[:, 0].cpu().numpy()
-            return binary_metrics(probs, valid_y, cfg.pos_neg_threshold)
-
+        validate = _validator(bank, torch.as_tensor(valid_idx), y[valid_idx], valid_batch_size, cfg.pos_neg_threshold)
         losses_per_attempt = []
         for attempt in range(max_attempts):
             run_seed = derive_seed(seed, prop, fold, attempt)
             with seeded(run_seed, device):
                 model = MODEL_CLASSES[prop]().to(device)
-                result = fit(model, bank, targets, train_idx, to_unit_float, bce_sum, validate, "val_loss",
-                             shuffle_seed=derive_seed(run_seed, "shuffle"), max_epochs=max_epochs,
-                             patience=patience, batch_size=train_batch_size, lr=lr, log=log,
-                             name=f"{prop} CNN fold {fold} attempt {attempt}")
+                result = fit(
+                    model,
+                    bank,
+                    targets,
+                    train_idx,
+                    to_unit_float,
+                    bce_sum,
+                    validate,
+                    "val_loss",
+                    shuffle_seed=derive_seed(run_seed, "shuffle"),
+                    max_epochs=max_epochs,
+                    patience=patience,
+                    batch_size=train_batch_size,
+                    lr=lr,
+                    log=log,
+                    name=f"{prop} CNN fold {fold} attempt {attempt}",
+                )
             val_losses = result.stop_losses
             success = result.best_loss <= threshold
             losses_per_attempt.append(result.best_loss)
-            log_rows.append({"fold_no": fold, "success": success, "min_val_loss": round(result.best_loss, 4),
-                             "total_epochs": len(val_losses), "best_epoch": result.best_epoch,
-                             "elapsed_time (s)": round(result.elapsed_s, 2),
-                             "val_loss_list": str([round(v, 4) for v in val_losses]), "attempt": attempt})
+            log_rows.append(
+                {
+                    "fold_no": fold,
+                    "success": success,
+                    "min_val_loss": round(result.best_loss, 4),
+                    "total_epochs": len(val_losses),
+                    "best_epoch": result.best_epoch,
+                    "elapsed_time (s)": round(result.elapsed_s, 2),
+                    "val_loss_list": str([round(v, 4) for v in val_losses]),
+                    "attempt": attempt,
+                }
+            )
             atomic_write_csv(log_path, pd.DataFrame(log_rows), index=True)
             if log:
                 bound = f"threshold {threshold}" if np.isfinite(threshold) else "no threshold enforced"
-                log(f"{prop} fold {fold} attempt {attempt}: best val loss {result.best_loss:.4f} "
-                    f"({bound}) -> {'ok' if success else 'retry'}")
+                log(
+                    f"{prop} fold {fold} attempt {attempt}: best val loss {result.best_loss:.4f} "
+                    f"({bound}) -> {'ok' if success else 'retry'}"
+                )
             if success:
                 break
         else:
             raise TrainingFailed(
                 f"{prop} CNN fold {fold}: best validation loss stayed above {threshold} in all {max_attempts} "
-                f"attempts (best losses {[round(v, 4) for v in losses_per_attempt]}); see {log_path}")
+                f"attempts (best losses {[round(v, 4) for v in losses_per_attempt]}); see {log_path}"
+            )
 
         detail = result.history[EPOCH_DETAIL_COLUMNS]
         atomic_write_csv(files.epoch_detail(prop, fold), detail)

@@ -11,6 +11,7 @@ An epoch of `run_task` is one step group here.
 Files (`artifacts.StyleganFinetuneV2`): the best group's generator (bare state_dict), the per-step log,
 a sample grid per step group (the variant's label rows) and a loss plot.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -48,8 +49,16 @@ class CnnLoopTask:
     name = "v2"
     tests = None  # no per-group test (v3 has one)
 
-    def __init__(self, G, property_cnn: nn.Module, variant: CnnLoopVariant, device: str | torch.device, seed: int,
-                 samples_per_label: int = 4, log: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        G,
+        property_cnn: nn.Module,
+        variant: CnnLoopVariant,
+        device: str | torch.device,
+        seed: int,
+        samples_per_label: int = 4,
+        log: Callable[[str], None] | None = None,
+    ):
         self.variant, self.device, self.seed, self.log = variant, torch.device(device), seed, log
         self.G, self.cnn = G.to(self.device).train(), property_cnn.to(self.device)
         self.cnn.train(not variant.cnn_eval)  # the original: train mode, dropout on
@@ -59,18 +68,31 @@ class CnnLoopTask:
         else:  # the original (freeze call commented out): everything
             params = [*self.G.parameters(), *self.cnn.parameters()]
         self.optimizer = torch.optim.AdamW(params, lr=variant.lr)
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=variant.cosine_t_max,
-                                                                    eta_min=0)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.optimizer, T_max=variant.cosine_t_max, eta_min=0
+        )
         gen = torch.Generator().manual_seed(derive_seed(seed, "v2-fixed"))
         self.fixed_z = torch.randn(variant.batch_size, Z_DIM, generator=gen)
         self.fixed_y = torch.randn(variant.batch_size, variant.label_size, generator=gen)
         self.early_stopping = EarlyStopping(variant.patience)  # over step groups; its state: the best G
-        self.grid = SampleGrid.fixed(variant.sample_labels, samples_per_label,
-                                     torch.Generator().manual_seed(derive_seed(seed, "v2-samples")), self.device)
+        self.grid = SampleGrid.fixed(
+            variant.sample_labels,
+            samples_per_label,
+            torch.Generator().manual_seed(derive_seed(seed, "v2-samples")),
+            self.device,
+        )
 
     @classmethod
-    def from_inputs(cls, variant: CnnLoopVariant, inputs: TrainInputs, *, seed: int, device: str | torch.device,
-                    samples_per_label: int, log: Callable[[str], None] | None) -> CnnLoopTask:
+    def from_inputs(
+        cls,
+        variant: CnnLoopVariant,
+        inputs: TrainInputs,
+        *,
+        seed: int,
+        device: str | torch.device,
+        samples_per_label: int,
+        log: Callable[[str], None] | None,
+    ) -> CnnLoopTask:
         G = conditional_generator(inputs.generator, variant, seed, source="stylegan_finetune_v1 generator")
         cnn = PropertyScoreCNN()
         load_state_dict_strict(cnn, inputs.property_cnn, "property_score_cnn checkpoint")
@@ -84,7 +106,7 @@ class CnnLoopTask:
         v = self.variant
         new_z = torch.randn(v.batch_size, Z_DIM, generator=generator)
         new_y = torch.randn(v.batch_size, v.label_size, generator=generator)
-        r = v.curriculum_base ** group
+        r = v.curriculum_base**group
         z, y = r * self.fixed_z + (1.0 - r) * new_z, r * self.fixed_y + (1.0 - r) * new_y
         return z.to(self.device), y.to(self.device)
 
@@ -105,8 +127,10 @@ class CnnLoopTask:
         z, y = self.inputs(epoch, generator)
         loss, out = self.train_on(z, y)
         with torch.no_grad():
-            per = {f"{name}_loss": float(F.mse_loss(out[:, i:i + 1], y[:, i:i + 1]))
-                   for i, name in enumerate(LOSS_NAMES)}
+            per = {
+                f"{name}_loss": float(F.mse_loss(out[:, i : i + 1], y[:, i : i + 1]))
+                for i, name in enumerate(LOSS_NAMES)
+            }
         return {"loss": loss.item(), **per}
 
     def end_epoch(self, epoch: int, rows: list[dict]) -> bool:
@@ -117,8 +141,13 @@ class CnnLoopTask:
         return False
 
     def state_dict(self) -> dict:
-        return {"G": self.G.state_dict(), "cnn": self.cnn.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), **self.early_stopping.state_dict()}
+        return {
+            "G": self.G.state_dict(),
+            "cnn": self.cnn.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            **self.early_stopping.state_dict(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.G.load_state_dict(state["G"])
@@ -144,11 +173,19 @@ class CnnLoopTask:
         atomic_write_csv(files.train_log, table, index=True)
         atomic_torch_save(files.generator, self.early_stopping.state)
         save_png(line_plot({"loss": log["loss"]}, title="fine-tune v2 (MSE of the CNN's 6 outputs)"), files.loss_plot)
-        return table, [files.generator, files.train_log, files.loss_plot,
-                       *(files.samples(group) for group in range(run.epochs_done))]
+        return table, [
+            files.generator,
+            files.train_log,
+            files.loss_plot,
+            *(files.samples(group) for group in range(run.epochs_done)),
+        ]
 
     @staticmethod
     def summary(table: pd.DataFrame) -> dict:
         group_loss = table.groupby("epoch")["loss"].mean()
-        return {"steps": len(table), "step_groups": int(group_loss.size), "first_group_loss": float(group_loss.iloc[0]),
-                "lowest_group_loss": float(group_loss.min())}
+        return {
+            "steps": len(table),
+            "step_groups": int(group_loss.size),
+            "first_group_loss": float(group_loss.iloc[0]),
+            "lowest_group_loss": float(group_loss.min()),
+        }

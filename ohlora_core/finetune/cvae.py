@@ -14,6 +14,7 @@ Files (`artifacts.StyleganFinetuneV3`): the best epoch's generator and encoder, 
 per-step log (the original's columns), a loss plot and per-epoch sample grids (the first test z under
 the test's 50 combinations).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -51,8 +52,9 @@ LOSS_NAMES = ("eyes", "hair_color", "hair_length", "mouth", "pose", "back_mean",
 
 
 def _conv(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, kernel_size=4, stride=2, padding=1, padding_mode="reflect"),
-                         nn.LeakyReLU())
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel_size=4, stride=2, padding=1, padding_mode="reflect"), nn.LeakyReLU()
+    )
 
 
 class CVAEEncoder(nn.Module):
@@ -86,18 +88,19 @@ def smoke_encoder(seed: int, label_size: int = 7) -> CVAEEncoder:
 @dataclass
 class CvaeLoss:
     total: Tensor
-    mse: Tensor            # C: mean of the loss labels' MSEs
-    gender: Tensor         # G
-    mu: Tensor             # M
-    logvar: Tensor         # V
+    mse: Tensor  # C: mean of the loss labels' MSEs
+    gender: Tensor  # G
+    mu: Tensor  # M
+    logvar: Tensor  # V
     per_label: dict[str, float] = field(default_factory=dict)  # the original's `{p}_mse` / `{p}_abs` log values
 
 
-def cvae_loss(scores: Tensor, gender: Tensor, labels: Tensor, mu: Tensor, logvar: Tensor,
-              variant: CvaeVariant) -> CvaeLoss:
+def cvae_loss(
+    scores: Tensor, gender: Tensor, labels: Tensor, mu: Tensor, logvar: Tensor, variant: CvaeVariant
+) -> CvaeLoss:
     """The original's `vae_loss_function` (its F.mse_loss calls, in its order)."""
     index = [variant.labels.index(p) for p in variant.loss_labels]
-    mses = [F.mse_loss(scores[:, i:i + 1], labels[:, i:i + 1]) for i in index]
+    mses = [F.mse_loss(scores[:, i : i + 1], labels[:, i : i + 1]) for i in index]
     mse = sum(mses[1:], mses[0]) / float(len(mses))
     g = F.mse_loss(gender, torch.ones_like(gender))
     m = F.mse_loss(mu, torch.zeros_like(mu))
@@ -105,9 +108,9 @@ def cvae_loss(scores: Tensor, gender: Tensor, labels: Tensor, mu: Tensor, logvar
     total = mse + g + variant.mu_weight * m + variant.logvar_weight * v
     per_label = {}
     with torch.no_grad():
-        for i, name in enumerate(LOSS_NAMES[:labels.shape[1]]):
-            per_label[f"{name}_mse"] = float(F.mse_loss(scores[:, i:i + 1], labels[:, i:i + 1]))
-            per_label[f"{name}_abs"] = float(F.l1_loss(scores[:, i:i + 1], labels[:, i:i + 1]))
+        for i, name in enumerate(LOSS_NAMES[: labels.shape[1]]):
+            per_label[f"{name}_mse"] = float(F.mse_loss(scores[:, i : i + 1], labels[:, i : i + 1]))
+            per_label[f"{name}_abs"] = float(F.l1_loss(scores[:, i : i + 1], labels[:, i : i + 1]))
     return CvaeLoss(total, mse, g, m, v, per_label)
 
 
@@ -115,7 +118,7 @@ def keep_z_columns(G, v1_state: dict) -> None:
     """The dense0 fix: v1's learnt weights for the z inputs carried into v3's wider dense0."""
     with torch.no_grad():
         old = v1_state["mapping.dense0.weight"]
-        G.mapping.dense0.weight[:, :G.z_space_dim].copy_(old[:, :G.z_space_dim])
+        G.mapping.dense0.weight[:, : G.z_space_dim].copy_(old[:, : G.z_space_dim])
 
 
 class CvaeTask:
@@ -123,9 +126,19 @@ class CvaeTask:
 
     name = "v3"
 
-    def __init__(self, G, encoder: CVAEEncoder, property_cnn: nn.Module, gender_cnn: nn.Module, images: Tensor,
-                 labels: np.ndarray, variant: CvaeVariant, device: str | torch.device, seed: int,
-                 log: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        G,
+        encoder: CVAEEncoder,
+        property_cnn: nn.Module,
+        gender_cnn: nn.Module,
+        images: Tensor,
+        labels: np.ndarray,
+        variant: CvaeVariant,
+        device: str | torch.device,
+        seed: int,
+        log: Callable[[str], None] | None = None,
+    ):
         self.variant, self.device, self.seed, self.log = variant, torch.device(device), seed, log
         self.G, self.encoder = G.to(self.device).train(), encoder.to(self.device).train()
         self.property_cnn, self.gender_cnn = property_cnn.to(self.device), gender_cnn.to(self.device)
@@ -133,42 +146,59 @@ class CvaeTask:
             cnn.train(not variant.cnn_eval)  # the original: train mode, dropout on
             cnn.requires_grad_(False)
         self.mapping = freeze_all_but(self.G, variant.g_trainable)
-        self.optimizer = torch.optim.AdamW([{"params": self.mapping, "lr": variant.mapping_lr},
-                                            {"params": list(self.encoder.parameters()), "lr": variant.encoder_lr}],
-                                           lr=variant.mapping_lr)
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=variant.cosine_t_max,
-                                                                    eta_min=0)
+        self.optimizer = torch.optim.AdamW(
+            [
+                {"params": self.mapping, "lr": variant.mapping_lr},
+                {"params": list(self.encoder.parameters()), "lr": variant.encoder_lr},
+            ],
+            lr=variant.mapping_lr,
+        )
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.optimizer, T_max=variant.cosine_t_max, eta_min=0
+        )
         self.bank = as_image_bank(images, self.device)
         self.y = torch.as_tensor(np.asarray(labels, np.float32), device=self.device)
         if self.y.shape != (self.bank.shape[0], variant.label_size) or not torch.isfinite(self.y).all():
-            raise ValueError(f"v3: expected finite labels [{self.bank.shape[0]}, {variant.label_size}], "
-                             f"got {tuple(self.y.shape)}")
-        self.recent: list[tuple[Tensor, Tensor]] = []   # (mu[0], logvar[0]) of this epoch's last batches
+            raise ValueError(
+                f"v3: expected finite labels [{self.bank.shape[0]}, {variant.label_size}], got {tuple(self.y.shape)}"
+            )
+        self.recent: list[tuple[Tensor, Tensor]] = []  # (mu[0], logvar[0]) of this epoch's last batches
         self.early_stopping = EarlyStopping(variant.patience)  # its state: the best epoch's G and encoder
-        self.tests: list[dict] = []                     # per epoch: pass table row
-        self.z_table: list[dict] = []                   # per epoch and test z: the original's result_each_z row
+        self.tests: list[dict] = []  # per epoch: pass table row
+        self.z_table: list[dict] = []  # per epoch and test z: the original's result_each_z row
         self.last_test: tuple[list[protocol.ZResult], Tensor] | None = None  # this epoch's (results, z's)
 
     @classmethod
-    def from_inputs(cls, variant: CvaeVariant, inputs: TrainInputs, *, seed: int, device: str | torch.device,
-                    samples_per_label: int, log: Callable[[str], None] | None) -> CvaeTask:
+    def from_inputs(
+        cls,
+        variant: CvaeVariant,
+        inputs: TrainInputs,
+        *,
+        seed: int,
+        device: str | torch.device,
+        samples_per_label: int,
+        log: Callable[[str], None] | None,
+    ) -> CvaeTask:
         """v1's generator as decoder (label embedding 24), both CNNs from their checkpoints, a seeded
         fresh encoder. `samples_per_label` is not used: v3's grid is the first test z under the test's labels."""
         G = conditional_generator(inputs.generator, variant, seed, source="stylegan_finetune_v1 generator")
         if variant.keep_v1_dense0:
             keep_z_columns(G, inputs.generator)
         cnns = []
-        for model, state, what in ((PropertyScoreCNN(), inputs.property_cnn, "property_score_cnn checkpoint"),
-                                   (GenderCNN(), inputs.gender_cnn, "gender CNN fold 0 checkpoint")):
+        for model, state, what in (
+            (PropertyScoreCNN(), inputs.property_cnn, "property_score_cnn checkpoint"),
+            (GenderCNN(), inputs.gender_cnn, "gender CNN fold 0 checkpoint"),
+        ):
             load_state_dict_strict(model, state, what)
             cnns.append(model)
-        return cls(G, smoke_encoder(seed, variant.label_size), *cnns, inputs.images, inputs.labels, variant, device,
-                   seed, log)
+        return cls(
+            G, smoke_encoder(seed, variant.label_size), *cnns, inputs.images, inputs.labels, variant, device, seed, log
+        )
 
     def batches(self, epoch: int) -> list[Tensor]:
         n, b = self.bank.shape[0], self.variant.batch_size
         order = torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(self.seed, "v3-order", epoch)))
-        return [order[i:i + b] for i in range(0, n, b)]
+        return [order[i : i + b] for i in range(0, n, b)]
 
     def gender_input(self, image: Tensor) -> Tensor:
         return (image + 1) / 2 if self.variant.gender_input_01 else image  # the original fed [-1, 1]
@@ -177,8 +207,9 @@ class CvaeTask:
         mu, logvar = self.encoder(x, y)
         z = mu + eps * torch.exp(0.5 * logvar)
         image = self.G(z, y, style_mixing_prob=0.0)["image"]
-        loss = cvae_loss(self.property_cnn(image), self.gender_cnn(self.gender_input(image)), y, mu, logvar,
-                         self.variant)
+        loss = cvae_loss(
+            self.property_cnn(image), self.gender_cnn(self.gender_input(image)), y, mu, logvar, self.variant
+        )
         return loss, mu, logvar
 
     def train_on(self, x: Tensor, y: Tensor, eps: Tensor) -> tuple[CvaeLoss, Tensor, Tensor]:
@@ -194,10 +225,16 @@ class CvaeTask:
         x, y = to_signed_float(self.bank[batch]), self.y[batch]
         eps = torch.randn(len(batch), Z_DIM, generator=generator).to(self.device)
         loss, mu, logvar = self.train_on(x, y, eps)
-        self.recent = (self.recent + [(mu[0].detach().cpu(), logvar[0].detach().cpu())])[-self.variant.test_z:]
-        return {"total_loss": loss.total.item(), "mse": loss.mse.item(), "gender_loss": loss.gender.item(),
-                "mu_loss": loss.mu.item(), "logvar_loss": loss.logvar.item(), "batch_size": len(batch),
-                **loss.per_label}
+        self.recent = (self.recent + [(mu[0].detach().cpu(), logvar[0].detach().cpu())])[-self.variant.test_z :]
+        return {
+            "total_loss": loss.total.item(),
+            "mse": loss.mse.item(),
+            "gender_loss": loss.gender.item(),
+            "mu_loss": loss.mu.item(),
+            "logvar_loss": loss.logvar.item(),
+            "batch_size": len(batch),
+            **loss.per_label,
+        }
 
     def test_zs(self, epoch: int) -> Tensor:
         """z = mu + eps std from the last batches' first (mu, logvar), as the original's test."""
@@ -224,9 +261,10 @@ class CvaeTask:
     def _test_z(self, z: Tensor, rows: Tensor, progress: Progress) -> protocol.ZResult:
         scores = []
         for i in range(0, len(rows), TEST_BATCH):
-            labels = rows[i:i + TEST_BATCH]
-            image = self.G(z.expand(len(labels), -1), labels, trunc_psi=1.0, trunc_layers=0,
-                           randomize_noise=False)["image"]
+            labels = rows[i : i + TEST_BATCH]
+            image = self.G(z.expand(len(labels), -1), labels, trunc_psi=1.0, trunc_layers=0, randomize_noise=False)[
+                "image"
+            ]
             scores.append(self.property_cnn(image).float().cpu().numpy())
             progress.tick(len(labels))
         return protocol.score_z(np.concatenate(scores))
@@ -238,8 +276,11 @@ class CvaeTask:
         results = self.run_test(zs, f"v3 epoch {epoch} test")
         self._record_test(epoch, train_loss, results)
         self.last_test = (results, zs)
-        stop = self.early_stopping.update(epoch, train_loss, lambda: {"G": cpu_copy(self.G.state_dict()),
-                                                                      "encoder": cpu_copy(self.encoder.state_dict())})
+        stop = self.early_stopping.update(
+            epoch,
+            train_loss,
+            lambda: {"G": cpu_copy(self.G.state_dict()), "encoder": cpu_copy(self.encoder.state_dict())},
+        )
         self.recent = []
         if stop:
             return True
@@ -248,21 +289,42 @@ class CvaeTask:
 
     def _record_test(self, epoch: int, train_loss: float, results: list[protocol.ZResult]) -> None:
         passed = [i for i, r in enumerate(results) if r.passed]
-        self.tests.append({"epoch": epoch, "train_loss": train_loss, "passed_z": len(passed), "of": len(results),
-                           "first_passed": passed[0] if passed else -1,
-                           **{f"best_{p}_corr": max((r.corr[p] for r in results), default=float("nan"))
-                              for p in protocol.PROPERTIES}})
+        self.tests.append(
+            {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "passed_z": len(passed),
+                "of": len(results),
+                "first_passed": passed[0] if passed else -1,
+                **{
+                    f"best_{p}_corr": max((r.corr[p] for r in results), default=float("nan"))
+                    for p in protocol.PROPERTIES
+                },
+            }
+        )
         for i, r in enumerate(results):
-            self.z_table.append({"epoch": epoch, "z_idx": i, "passed": "O" if r.passed else "X",
-                                 **{f"{p}_corr": r.corr[p] for p in protocol.PROPERTIES},
-                                 **{f"{p}_mse": r.mse[p] for p in protocol.PROPERTIES},
-                                 **{f"{p}_mae": r.mae[p] for p in protocol.PROPERTIES}})
+            self.z_table.append(
+                {
+                    "epoch": epoch,
+                    "z_idx": i,
+                    "passed": "O" if r.passed else "X",
+                    **{f"{p}_corr": r.corr[p] for p in protocol.PROPERTIES},
+                    **{f"{p}_mse": r.mse[p] for p in protocol.PROPERTIES},
+                    **{f"{p}_mae": r.mae[p] for p in protocol.PROPERTIES},
+                }
+            )
 
     def state_dict(self) -> dict:
-        return {"G": self.G.state_dict(), "encoder": self.encoder.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "recent": [torch.stack(t) for t in self.recent], **self.early_stopping.state_dict(),
-                "tests": self.tests, "z_table": self.z_table}
+        return {
+            "G": self.G.state_dict(),
+            "encoder": self.encoder.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "recent": [torch.stack(t) for t in self.recent],
+            **self.early_stopping.state_dict(),
+            "tests": self.tests,
+            "z_table": self.z_table,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.G.load_state_dict(state["G"])
@@ -305,16 +367,24 @@ class CvaeTask:
         best = self.early_stopping.state or {"G": self.G.state_dict(), "encoder": self.encoder.state_dict()}
         atomic_torch_save(files.generator, best["G"])
         atomic_torch_save(files.encoder, best["encoder"])
-        save_png(line_plot({"total": log["total_loss"], "C": log["mse"], "G": log["gender_loss"]},
-                           title="fine-tune v3"), files.loss_plot)
+        save_png(
+            line_plot({"total": log["total_loss"], "C": log["mse"], "G": log["gender_loss"]}, title="fine-tune v3"),
+            files.loss_plot,
+        )
         outputs = [files.generator, files.encoder, files.train_log, files.test_results, files.loss_plot]
         for row in self.tests:
             if row["passed_z"]:
-                outputs += [files.checkpoint(row["epoch"], "gen"), files.checkpoint(row["epoch"], "enc"),
-                            files.test_z_vector(row["epoch"])]
+                outputs += [
+                    files.checkpoint(row["epoch"], "gen"),
+                    files.checkpoint(row["epoch"], "enc"),
+                    files.test_z_vector(row["epoch"]),
+                ]
         return table, outputs + [files.samples(row["epoch"]) for row in self.tests]
 
     def summary(self, table: pd.DataFrame) -> dict:
         passing = [row["epoch"] for row in self.tests if row["passed_z"]]
-        return {"steps": len(table), "final_total_loss": float(table["total_loss"].iloc[-1]),
-                "epochs_with_a_passing_z": passing}
+        return {
+            "steps": len(table),
+            "final_total_loss": float(table["total_loss"].iloc[-1]),
+            "epochs_with_a_passing_z": passing,
+        }

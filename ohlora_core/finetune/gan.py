@@ -15,6 +15,7 @@ learning rates are constant here.
 Files (`artifacts.StyleganFinetuneV1` / `V4`): bare `state_dict`s of G and D and the training log (the
 original's), a sample grid per epoch, a real/fake grid and a loss plot.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -44,8 +45,16 @@ if TYPE_CHECKING:
 
     from .training import TrainInputs
 
-LOG_COLUMNS = ["epoch", "idx", "d_loss", "g_loss", "g_train_count", "real_scores_mean", "fake_scores_mean",
-               "real_fake_auroc"]  # the original's train_log.csv
+LOG_COLUMNS = [
+    "epoch",
+    "idx",
+    "d_loss",
+    "g_loss",
+    "g_train_count",
+    "real_scores_mean",
+    "fake_scores_mean",
+    "real_fake_auroc",
+]  # the original's train_log.csv
 
 
 @dataclass
@@ -79,10 +88,19 @@ class GanTrainer:
         self._d = [d_params[n] for n in self.d_trainable]
         self.g_opt = torch.optim.AdamW(self._g, lr=variant.g_lr)
         self.d_opt = torch.optim.AdamW(self._d, lr=variant.d_lr)
-        self.loss = GanLoss(G, D, r1_gamma=variant.r1_gamma, matching_aware=variant.matching_aware,
-                            g_kwargs=dict(w_moving_decay=variant.w_moving_decay,
-                                          style_mixing_prob=variant.style_mixing_prob, trunc_psi=1.0,
-                                          trunc_layers=0, randomize_noise=variant.randomize_noise))
+        self.loss = GanLoss(
+            G,
+            D,
+            r1_gamma=variant.r1_gamma,
+            matching_aware=variant.matching_aware,
+            g_kwargs=dict(
+                w_moving_decay=variant.w_moving_decay,
+                style_mixing_prob=variant.style_mixing_prob,
+                trunc_psi=1.0,
+                trunc_layers=0,
+                randomize_noise=variant.randomize_noise,
+            ),
+        )
 
     @staticmethod
     def _train(params: list[Tensor], others: list[Tensor]) -> None:
@@ -91,8 +109,9 @@ class GanTrainer:
         for p in params:
             p.requires_grad_(True)
 
-    def step(self, reals: Tensor, labels: Tensor, latents: Callable[[], Tensor],
-             generator: torch.Generator | None = None) -> StepResult:
+    def step(
+        self, reals: Tensor, labels: Tensor, latents: Callable[[], Tensor], generator: torch.Generator | None = None
+    ) -> StepResult:
         """One D update, then 1..g_repeat_max G updates; `latents()` gives each phase's z [N, 512]."""
         v = self.variant
         self._train(self._d, self._g)
@@ -116,13 +135,26 @@ class GanTrainer:
         real, fake = d.real_scores.flatten().cpu().numpy(), d.fake_scores.flatten().cpu().numpy()
         scores = np.concatenate([real, fake])
         truth = np.concatenate([np.ones(len(real)), np.zeros(len(fake))])
-        return StepResult(d_loss, g_losses[-1], len(g_losses), float(real.mean()), float(fake.mean()),
-                          float(roc_auc_score(truth, scores)), float(d.r1), float(d.adversarial),
-                          float(d.mismatch), g_losses)
+        return StepResult(
+            d_loss,
+            g_losses[-1],
+            len(g_losses),
+            float(real.mean()),
+            float(fake.mean()),
+            float(roc_auc_score(truth, scores)),
+            float(d.r1),
+            float(d.adversarial),
+            float(d.mismatch),
+            g_losses,
+        )
 
     def state_dict(self) -> dict:
-        return {"G": self.G.state_dict(), "D": self.D.state_dict(), "g_opt": self.g_opt.state_dict(),
-                "d_opt": self.d_opt.state_dict()}
+        return {
+            "G": self.G.state_dict(),
+            "D": self.D.state_dict(),
+            "g_opt": self.g_opt.state_dict(),
+            "d_opt": self.d_opt.state_dict(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.G.load_state_dict(state["G"])
@@ -136,15 +168,23 @@ class GanTask:
 
     tests = None  # no per-epoch test (v3 has one)
 
-    def __init__(self, trainer: GanTrainer, images: Tensor, labels: np.ndarray, seed: int,
-                 samples_per_label: int = 4, log: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        trainer: GanTrainer,
+        images: Tensor,
+        labels: np.ndarray,
+        seed: int,
+        samples_per_label: int = 4,
+        log: Callable[[str], None] | None = None,
+    ):
         v, device = trainer.variant, trainer.device
         self.trainer, self.name, self.seed, self.device, self.log = trainer, v.name, seed, device, log
         self.bank = as_image_bank(images, device)
         self.y = torch.as_tensor(np.asarray(labels, dtype=np.float32), device=device)
         if self.y.shape != (self.bank.shape[0], v.label_size):
-            raise ValueError(f"{v.name}: expected labels [{self.bank.shape[0]}, {v.label_size}], "
-                             f"got {tuple(self.y.shape)}")
+            raise ValueError(
+                f"{v.name}: expected labels [{self.bank.shape[0]}, {v.label_size}], got {tuple(self.y.shape)}"
+            )
         if not torch.isfinite(self.y).all():
             raise ValueError(f"{v.name}: labels contain NaN/inf; drop those images first")
         # the sample grid's z's, then the real/fake grid's, come from this one seeded generator
@@ -152,8 +192,16 @@ class GanTask:
         self.grid = SampleGrid.fixed(v.sample_labels, samples_per_label, self.sample_generator, device)
 
     @classmethod
-    def from_inputs(cls, variant: GanVariant, inputs: TrainInputs, *, seed: int, device: str | torch.device,
-                    samples_per_label: int, log: Callable[[str], None] | None) -> GanTask:
+    def from_inputs(
+        cls,
+        variant: GanVariant,
+        inputs: TrainInputs,
+        *,
+        seed: int,
+        device: str | torch.device,
+        samples_per_label: int,
+        log: Callable[[str], None] | None,
+    ) -> GanTask:
         """Restructure the starting G / D the original's way (new layers seeded) and wrap them."""
         G = conditional_generator(inputs.generator, variant, seed)
         D = conditional_discriminator(inputs.discriminator, variant, seed)
@@ -163,16 +211,26 @@ class GanTask:
         """Shuffled per epoch, the last batch smaller (the original's DataLoader, shuffle=True)."""
         n, b = self.bank.shape[0], self.trainer.variant.batch_size
         order = torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(self.seed, "gan-order", epoch)))
-        return [order[i:i + b] for i in range(0, n, b)]
+        return [order[i : i + b] for i in range(0, n, b)]
 
     def step(self, batch: Tensor, generator: torch.Generator, epoch: int, idx: int) -> dict:
         device = self.trainer.device
         batch = batch.to(device)
-        r = self.trainer.step(to_signed_float(self.bank[batch]), self.y[batch],
-                              lambda: torch.randn(len(batch), Z_DIM, generator=generator).to(device), generator)
-        return {"d_loss": r.d_loss, "g_loss": r.g_loss, "g_train_count": r.g_train_count,
-                "real_scores_mean": r.real_scores_mean, "fake_scores_mean": r.fake_scores_mean,
-                "real_fake_auroc": r.real_fake_auroc, "r1_penalty": r.r1}
+        r = self.trainer.step(
+            to_signed_float(self.bank[batch]),
+            self.y[batch],
+            lambda: torch.randn(len(batch), Z_DIM, generator=generator).to(device),
+            generator,
+        )
+        return {
+            "d_loss": r.d_loss,
+            "g_loss": r.g_loss,
+            "g_train_count": r.g_train_count,
+            "real_scores_mean": r.real_scores_mean,
+            "fake_scores_mean": r.fake_scores_mean,
+            "real_fake_auroc": r.real_fake_auroc,
+            "r1_penalty": r.r1,
+        }
 
     def end_epoch(self, epoch: int, rows: list[dict]) -> bool:
         return False  # no early stopping: the original ran a fixed number of epochs
@@ -202,10 +260,21 @@ class GanTask:
         atomic_torch_save(files.generator, self.trainer.G.state_dict())
         atomic_torch_save(files.discriminator, self.trainer.D.state_dict())
         self._real_fake(files.real_fake)
-        save_png(line_plot({"d_loss": log["d_loss"], "g_loss": log["g_loss"], "AUROC": log["real_fake_auroc"]},
-                           title=f"fine-tune {self.name}"), files.loss_plot)  # unrounded values
-        return table, [files.generator, files.discriminator, files.train_log, files.real_fake, files.loss_plot,
-                       *(files.samples(epoch) for epoch in range(run.epochs_done))]
+        save_png(
+            line_plot(
+                {"d_loss": log["d_loss"], "g_loss": log["g_loss"], "AUROC": log["real_fake_auroc"]},
+                title=f"fine-tune {self.name}",
+            ),
+            files.loss_plot,
+        )  # unrounded values
+        return table, [
+            files.generator,
+            files.discriminator,
+            files.train_log,
+            files.real_fake,
+            files.loss_plot,
+            *(files.samples(epoch) for epoch in range(run.epochs_done)),
+        ]
 
     def _real_fake(self, path: Path) -> None:
         """The first images next to fakes made for their labels."""
@@ -218,7 +287,11 @@ class GanTask:
     @staticmethod
     def summary(table: pd.DataFrame) -> dict:
         last = table.iloc[-1]
-        return {"steps": len(table), "final_d_loss": float(last["d_loss"]), "final_g_loss": float(last["g_loss"]),
-                "final_real_fake_auroc": float(last["real_fake_auroc"]),
-                "mean_g_updates_per_step": float(table["g_train_count"].mean()),
-                "seconds_per_step": float(table["step_seconds"].mean())}
+        return {
+            "steps": len(table),
+            "final_d_loss": float(last["d_loss"]),
+            "final_g_loss": float(last["g_loss"]),
+            "final_real_fake_auroc": float(last["real_fake_auroc"]),
+            "mean_g_updates_per_step": float(table["g_train_count"].mean()),
+            "seconds_per_step": float(table["step_seconds"].mean()),
+        }

@@ -9,21 +9,31 @@ A whole request (`request.GenerationRequest`) is answered by `write_request`: it
 are written into a temporary sibling of the output folder, which is renamed into place only when complete,
 so a folder never holds a half-written request nor two requests' images.
 """
+
 from __future__ import annotations
 
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ohlora_core.finetune.request import (MAX_BATCH, MAX_IMAGES, REQUEST_FILE, VERSION_LABELS, GenerationRequest,
-                                          GenerationRequestError, validate_count, validate_noise, validate_values,
-                                          validate_z)
+from ohlora_core.finetune.request import (
+    MAX_BATCH,
+    MAX_IMAGES,
+    REQUEST_FILE,
+    VERSION_LABELS,
+    GenerationRequest,
+    GenerationRequestError,
+    validate_count,
+    validate_noise,
+    validate_values,
+    validate_z,
+)
 from ohlora_core.generation import encode_jpeg
 from ohlora_core.io import atomic_write_bytes, atomic_write_text
 from ohlora_core.seeding import derive_seed
@@ -45,14 +55,18 @@ def load_z_csv(path: str | Path) -> np.ndarray:
     except Exception as exc:
         raise GenerationRequestError(f"cannot read z file {path}: {exc}") from exc
     if table.ndim != 2 or len(table) < 1 or table.shape[1] != 512:
-        raise GenerationRequestError(f"{path}: expected a z row of 512 values (header 0..511), got shape "
-                                     f"{table.shape if len(table) else (0, table.shape[1])}")
+        raise GenerationRequestError(
+            f"{path}: expected a z row of 512 values (header 0..511), got shape "
+            f"{table.shape if len(table) else (0, table.shape[1])}"
+        )
     row = pd.to_numeric(table.iloc[0], errors="coerce").to_numpy(np.float64)
     bad = np.flatnonzero(~np.isfinite(row))
     if len(bad):
         column, value = table.columns[bad[0]], table.iloc[0, bad[0]]
-        raise GenerationRequestError(f"{path}: row 1 (line 2), column {column} is {value}; every value of z must be "
-                                     f"a finite number ({len(bad)} of 512 are not)")
+        raise GenerationRequestError(
+            f"{path}: row 1 (line 2), column {column} is {value}; every value of z must be "
+            f"a finite number ({len(bad)} of 512 are not)"
+        )
     return row
 
 
@@ -78,8 +92,10 @@ def label_vector(version: str, values: Mapping[str, float], label_size: int, sou
     generator's label size; a property the version has no label for is an error."""
     names = VERSION_LABELS[version]
     if label_size != len(names):
-        raise GenerationRequestError(f"{source} takes {label_size} labels, but {version} means {len(names)} "
-                                     f"({', '.join(names)}); pick the version this checkpoint was trained as")
+        raise GenerationRequestError(
+            f"{source} takes {label_size} labels, but {version} means {len(names)} "
+            f"({', '.join(names)}); pick the version this checkpoint was trained as"
+        )
     unknown = [p for p in values if p not in names]
     if unknown:
         raise GenerationRequestError(f"{version} cannot take {', '.join(unknown)}: its labels are {', '.join(names)}")
@@ -103,9 +119,20 @@ def write_images(render, rows: int, out_dir: str | Path, batch_size: int = 4) ->
     return paths
 
 
-def generate(G, version: str, z0: np.ndarray, values: Mapping[str, float], out_dir: str | Path, *, n: int = 20,
-             noise: float = 0.3, seed: int = 0, batch_size: int = 4, device: str | torch.device = "cpu",
-             source: str = "the generator") -> list[Path]:
+def generate(
+    G,
+    version: str,
+    z0: np.ndarray,
+    values: Mapping[str, float],
+    out_dir: str | Path,
+    *,
+    n: int = 20,
+    noise: float = 0.3,
+    seed: int = 0,
+    batch_size: int = 4,
+    device: str | torch.device = "cpu",
+    source: str = "the generator",
+) -> list[Path]:
     """The original's final inference for any conditional version: n images around z0 with one label row."""
     check_inputs(z0, values, n, noise, batch_size)
     label = torch.from_numpy(label_vector(version, values, G.label_size, source)).to(device)
@@ -114,9 +141,20 @@ def generate(G, version: str, z0: np.ndarray, values: Mapping[str, float], out_d
     return write_images(lambda a, b: G(z[a:b], label.expand(b - a, -1), **EVAL_KWARGS)["image"], n, out_dir, batch_size)
 
 
-def generate_with_directions(G, directions, z0: np.ndarray, values: Mapping[str, float], out_dir: str | Path, *,
-                             n: int = 20, noise: float = 0.3, seed: int = 0, batch_size: int = 4,
-                             device: str | torch.device = "cpu", conditional: bool = True) -> list[Path]:
+def generate_with_directions(
+    G,
+    directions,
+    z0: np.ndarray,
+    values: Mapping[str, float],
+    out_dir: str | Path,
+    *,
+    n: int = 20,
+    noise: float = 0.3,
+    seed: int = 0,
+    batch_size: int = 4,
+    device: str | torch.device = "cpu",
+    conditional: bool = True,
+) -> list[Path]:
     """The same request answered by the pretrained generator: each z's w moved along the fitted
     directions (`ohlora_core.directions`) so the requested properties take their values."""
     from ohlora_core.stylegan import synthesize_w
@@ -143,8 +181,9 @@ def property_values(pairs: Sequence[tuple[str, float | None]]) -> dict[str, floa
     return given or dict(ORIGINAL_VALUES)
 
 
-def check_out_folder(out: str | Path, overwrite: bool = False, name: str = "--out",
-                     to_overwrite: str = "pass --overwrite") -> Path:
+def check_out_folder(
+    out: str | Path, overwrite: bool = False, name: str = "--out", to_overwrite: str = "pass --overwrite"
+) -> Path:
     """The absolute output folder if a request can be put there, else GenerationRequestError saying why: it is a
     file, a path through a file, in a folder this process cannot write, or holds files (unless `overwrite`).
     Nothing is created here."""
@@ -156,8 +195,10 @@ def check_out_folder(out: str | Path, overwrite: bool = False, name: str = "--ou
         entries = sorted(os.listdir(out))
         if entries and not overwrite:
             shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
-            raise GenerationRequestError(f"{name} {out} is not empty ({len(entries)} entries: {shown}); "
-                                         f"{to_overwrite} to replace them with this request, or name a new folder")
+            raise GenerationRequestError(
+                f"{name} {out} is not empty ({len(entries)} entries: {shown}); "
+                f"{to_overwrite} to replace them with this request, or name a new folder"
+            )
     parent = out.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
@@ -165,8 +206,10 @@ def check_out_folder(out: str | Path, overwrite: bool = False, name: str = "--ou
         raise GenerationRequestError(f"cannot make {name} {out}: {parent} is a file, not a folder")
     # the images go into a sibling folder first, so the nearest existing ancestor must take new entries
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise GenerationRequestError(f"cannot write in {parent} (read-only or not permitted), where {name} {out} "
-                                     f"would be made; name another folder")
+        raise GenerationRequestError(
+            f"cannot write in {parent} (read-only or not permitted), where {name} {out} "
+            f"would be made; name another folder"
+        )
     return out
 
 
@@ -213,8 +256,10 @@ def read_directions(path: str | Path):
         raise GenerationRequestError(f"cannot read directions file {path}: {type(exc).__name__}: {exc}") from exc
 
 
-DIRECTIONS_HINT = "the directions method moves w of the pretrained generator the directions were fitted with: " \
-                  "pass that one as --generator"
+DIRECTIONS_HINT = (
+    "the directions method moves w of the pretrained generator the directions were fitted with: "
+    "pass that one as --generator"
+)
 FINETUNED_HINT = "pass a stylegan_finetune_<version> generator as --checkpoint, or --method directions"
 
 
@@ -247,12 +292,16 @@ def load_request_models(request: GenerationRequest, verify: bool = False):
 def _check_directions_fit(directions, G, request: GenerationRequest) -> None:
     unknown = [p for p in request.values if p not in directions.names]
     if unknown:
-        raise GenerationRequestError(f"{request.directions.path} has no direction for {', '.join(unknown)}; "
-                                     f"fitted: {', '.join(directions.names)}")
+        raise GenerationRequestError(
+            f"{request.directions.path} has no direction for {', '.join(unknown)}; "
+            f"fitted: {', '.join(directions.names)}"
+        )
     if directions.normals.shape[1] != G.w_space_dim:
-        raise GenerationRequestError(f"{request.directions.path} was fitted in a w space of "
-                                     f"{directions.normals.shape[1]} values, but {request.generator.path} has "
-                                     f"{G.w_space_dim}; pass the generator the directions were fitted with")
+        raise GenerationRequestError(
+            f"{request.directions.path} was fitted in a w space of "
+            f"{directions.normals.shape[1]} values, but {request.generator.path} has "
+            f"{G.w_space_dim}; pass the generator the directions were fitted with"
+        )
 
 
 def write_request(request: GenerationRequest, G, directions, out: str | Path, *, overwrite: bool = False) -> list[Path]:
@@ -260,8 +309,7 @@ def write_request(request: GenerationRequest, G, directions, out: str | Path, *,
     `request.json`, made in a staging folder and renamed into place complete. Returns the image paths."""
     out = check_out_folder(out, overwrite)
     z0 = np.asarray(request.z, np.float64)
-    common = dict(n=request.n, noise=request.noise, seed=request.seed, batch_size=request.batch,
-                  device=request.device)
+    common = dict(n=request.n, noise=request.noise, seed=request.seed, batch_size=request.batch, device=request.device)
     with staged_folder(out) as stage:
         if request.method == "directions":
             paths = generate_with_directions(G, directions, z0, request.values, stage, **common)

@@ -12,6 +12,7 @@ The CNN stages have their own loop, `ohlora_core.cnn.training.fit`, named apart:
 validation metric every epoch, keeps a device-side loss sum, and is neither resumed nor snapshotted;
 the two share `ohlora_core.early_stopping`.
 """
+
 from __future__ import annotations
 
 import time
@@ -79,7 +80,7 @@ class Task(Protocol):
 
 @dataclass
 class TaskRun:
-    log: list[dict]          # one row per step: epoch, idx, the task's values, step_seconds
+    log: list[dict]  # one row per step: epoch, idx, the task's values, step_seconds
     epochs_done: int
     resumed_from: tuple[int, int] | None  # (epoch, step) of the snapshot a resumed run started from
 
@@ -89,8 +90,10 @@ def _resume(task: Task, snapshot: Path, log: Callable[[str], None] | None) -> di
     try:
         task.load_state_dict(state["task"])
     except (KeyError, RuntimeError, ValueError) as exc:
-        raise CheckpointError(f"{snapshot}: not a {task.name} snapshot this code can resume ({exc!r}); it was "
-                              f"written by another version of ohlora. Delete it to train from the start.") from exc
+        raise CheckpointError(
+            f"{snapshot}: not a {task.name} snapshot this code can resume ({exc!r}); it was "
+            f"written by another version of ohlora. Delete it to train from the start."
+        ) from exc
     if log:
         log(f"{task.name}: resuming from {snapshot} at epoch {int(state['epoch'])}, step {int(state['step'])}")
     return state
@@ -100,9 +103,17 @@ def _values(values: dict) -> str:
     return ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
 
 
-def run_task(task: Task, *, epochs: int, seed: int, snapshot: str | Path | None = None, snapshot_every: int = 100,
-        max_steps: int | None = None, log: Callable[[str], None] | None = None,
-        on_epoch: Callable[[int], None] | None = None) -> TaskRun:
+def run_task(
+    task: Task,
+    *,
+    epochs: int,
+    seed: int,
+    snapshot: str | Path | None = None,
+    snapshot_every: int = 100,
+    max_steps: int | None = None,
+    log: Callable[[str], None] | None = None,
+    on_epoch: Callable[[int], None] | None = None,
+) -> TaskRun:
     """Run `task.step` over `task.batches(epoch)` (at most `max_steps` per epoch, for smoke runs) for
     `epochs` epochs or until `task.end_epoch` says stop; `on_epoch(epoch)` follows each end of epoch
     (per-epoch files). A snapshot (the task's state, position and log) is written atomically to
@@ -118,8 +129,9 @@ def run_task(task: Task, *, epochs: int, seed: int, snapshot: str | Path | None 
 
     def save(epoch: int, step: int, stop: bool = False) -> None:
         if snapshot is not None:
-            atomic_torch_save(snapshot, {"task": task.state_dict(), "epoch": epoch, "step": step, "log": rows,
-                                         "stopped": stop})
+            atomic_torch_save(
+                snapshot, {"task": task.state_dict(), "epoch": epoch, "step": step, "log": rows, "stopped": stop}
+            )
 
     def plan(epoch: int) -> list:
         batches = task.batches(epoch)

@@ -14,6 +14,7 @@ that does not match its label. `matching_aware=True` adds the fix of matching-aw
 
 The D phase computes the fakes without a graph (G is frozen then; the original built one anyway).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,11 +26,11 @@ from torch import Tensor
 
 @dataclass
 class DPhase:
-    loss: Tensor          # what D minimises (adversarial + R1 [+ mismatch])
+    loss: Tensor  # what D minimises (adversarial + R1 [+ mismatch])
     adversarial: Tensor
-    r1: Tensor            # the penalty before the gamma / 2 factor
-    mismatch: Tensor      # the matching-aware term (0 when off)
-    real_scores: Tensor   # detached [N, 1]
+    r1: Tensor  # the penalty before the gamma / 2 factor
+    mismatch: Tensor  # the matching-aware term (0 when off)
+    real_scores: Tensor  # detached [N, 1]
     fake_scores: Tensor
 
 
@@ -50,8 +51,9 @@ class GanLoss:
     def fakes(self, z: Tensor, labels: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return self.G(z, labels, generator=generator, **self.g_kwargs)["image"]
 
-    def discriminator_phase(self, reals: Tensor, labels: Tensor, z: Tensor,
-                            generator: torch.Generator | None = None) -> DPhase:
+    def discriminator_phase(
+        self, reals: Tensor, labels: Tensor, z: Tensor, generator: torch.Generator | None = None
+    ) -> DPhase:
         with torch.no_grad():
             fakes = self.fakes(z, labels, generator)
         reals = reals.detach().requires_grad_(True)
@@ -62,12 +64,14 @@ class GanLoss:
         loss = adversarial + r1 * (self.r1_gamma * 0.5)
         mismatch = torch.zeros_like(adversarial)
         if self.matching_aware and len(labels) > 1:
-            perm = torch.randperm(len(labels), generator=generator, device="cpu" if generator is None
-                                  else generator.device).to(labels.device)
+            perm = torch.randperm(
+                len(labels), generator=generator, device="cpu" if generator is None else generator.device
+            ).to(labels.device)
             mismatch = F.softplus(self.D(reals.detach(), labels[perm])).mean()
             loss = loss + mismatch
-        return DPhase(loss, adversarial.detach(), r1.detach(), mismatch.detach(), real_scores.detach(),
-                      fake_scores.detach())
+        return DPhase(
+            loss, adversarial.detach(), r1.detach(), mismatch.detach(), real_scores.detach(), fake_scores.detach()
+        )
 
     def generator_phase(self, labels: Tensor, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return F.softplus(-self.D(self.fakes(z, labels, generator), labels)).mean()

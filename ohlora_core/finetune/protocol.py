@@ -11,6 +11,7 @@ float32), correlations are `np.corrcoef` in float64, MSE and MAE are Python sums
 differences (numpy 1.x, the original's environment). A constant output gives a NaN correlation,
 which fails.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -32,9 +33,18 @@ def label_combinations() -> np.ndarray:
     return np.array([(e, m, p) for m, e, p in itertools.product(MOUTH, EYES, POSE)], dtype=np.float64)
 
 
-def label_rows(label_names: tuple[str, ...] = ("eyes", "hair_color", "hair_length", "mouth", "pose",
-                                               "background_mean", "background_std"),
-               dtype: type = np.float32) -> np.ndarray:
+def label_rows(
+    label_names: tuple[str, ...] = (
+        "eyes",
+        "hair_color",
+        "hair_length",
+        "mouth",
+        "pose",
+        "background_mean",
+        "background_std",
+    ),
+    dtype: type = np.float32,
+) -> np.ndarray:
     """The 50 combinations as label vectors of a version with `label_names` (others 0): [50, L]."""
     combos = label_combinations()
     out = np.zeros((len(combos), len(label_names)), dtype)
@@ -72,8 +82,10 @@ def score_z(measured: np.ndarray, intended: np.ndarray | None = None) -> ZResult
     if measured.ndim == 2 and measured.shape[1] == 7:
         measured = measured[:, [INDEX[p] for p in PROPERTIES]]
     if measured.shape != intended.shape or intended.shape[1:] != (3,):
-        raise ValueError(f"expected the CNN outputs for the {len(intended)} combinations, [{len(intended)}, 3] or "
-                         f"[{len(intended)}, 7]; got {measured.shape}")
+        raise ValueError(
+            f"expected the CNN outputs for the {len(intended)} combinations, [{len(intended)}, 3] or "
+            f"[{len(intended)}, 7]; got {measured.shape}"
+        )
     corr, mse, mae = {}, {}, {}
     with np.errstate(invalid="ignore", divide="ignore"):
         for k, p in enumerate(PROPERTIES):
@@ -81,6 +93,6 @@ def score_z(measured: np.ndarray, intended: np.ndarray | None = None) -> ZResult
             labels = intended[:, k].tolist()
             corr[p] = float(np.corrcoef(labels, scores)[0][1])
             diffs = [float(a) - float(b) for a, b in zip(labels, scores)]
-            mse[p] = sum(d ** 2 for d in diffs) / len(diffs)
+            mse[p] = sum(d**2 for d in diffs) / len(diffs)
             mae[p] = sum(abs(d) for d in diffs) / len(diffs)
     return ZResult(corr, mse, mae)

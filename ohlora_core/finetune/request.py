@@ -10,6 +10,7 @@ The checks here are the rules of a request wherever it comes from (CLI flags, an
 property values are normalised scores, (x - mean) / std over the filtered set, so a finite value within
 `PROPERTY_RANGE` std of the mean; noise finite within `NOISE_RANGE`; n within 1..`MAX_IMAGES`.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,7 +33,7 @@ PROPERTY_RANGE = (-5.0, 5.0)
 NOISE_RANGE = (0.0, 5.0)
 MAX_IMAGES = 10_000  # full mode's image count; 10,000 JPEGs of 256x256 are ~200 MB
 MAX_BATCH = 1024
-MAX_SEED = 2 ** 63 - 1  # numpy's SeedSequence takes any non-negative int; 63 bits keep it an int64 everywhere
+MAX_SEED = 2**63 - 1  # numpy's SeedSequence takes any non-negative int; 63 bits keep it an int64 everywhere
 Z_DIM = 512
 METHODS = ("finetuned", "directions")
 # The label names of each fine-tuned version, in label-vector order (what its checkpoint's label_weight rows mean).
@@ -74,8 +75,9 @@ def validate_values(values: Mapping[str, float], name: Callable[[str], str] = st
     GenerationRequestError naming the property as `name(property)` says (a flag, a config field)."""
     unknown = [p for p in values if p not in PROPERTIES]
     if unknown:
-        raise GenerationRequestError(f"unknown properties {', '.join(map(str, unknown))}; "
-                                     f"known: {', '.join(PROPERTIES)}")
+        raise GenerationRequestError(
+            f"unknown properties {', '.join(map(str, unknown))}; known: {', '.join(PROPERTIES)}"
+        )
     what = "property values are normalised scores (z-scores of the filtered images)"
     return {p: _within(v, name(p), *PROPERTY_RANGE, what) for p, v in values.items()}
 
@@ -149,8 +151,10 @@ class Source:
         if not Path(self.path).is_file():
             raise GenerationRequestError(f"{what} {self.path} recorded in the request is missing")
         if sha256_file(self.path) != self.sha256:
-            raise GenerationRequestError(f"{what} {self.path} has changed since the request was recorded "
-                                         f"(sha256 {self.sha256[:12]}... then); the same images cannot be made")
+            raise GenerationRequestError(
+                f"{what} {self.path} has changed since the request was recorded "
+                f"(sha256 {self.sha256[:12]}... then); the same images cannot be made"
+            )
 
 
 @dataclass
@@ -194,8 +198,10 @@ class GenerationRequest:
         """Made from smoke-mode artifacts or a stand-in generator: random weights, images of noise."""
         sources = [s for s in (self.generator, self.directions) if s is not None]
         # a file given by path counts too when it lies in a smoke-mode artifact folder (layout.py's artifacts/<mode>)
-        return any(s.mode == "smoke" or s.smoke_seed is not None or "/artifacts/smoke/" in Path(s.path).as_posix()
-                   for s in sources)
+        return any(
+            s.mode == "smoke" or s.smoke_seed is not None or "/artifacts/smoke/" in Path(s.path).as_posix()
+            for s in sources
+        )
 
     def argv(self, out: str | Path | None = None) -> list[str]:
         """`ohlora generate ...` reproducing this request (into `out` when given)."""
@@ -213,8 +219,17 @@ class GenerationRequest:
             args += ["--z-csv", self.z_file]
         # `--flag=value` keeps negative values from reading as flags; repr() gives back the same float
         args += [f"{flag(p)}={v!r}" for p, v in self.values.items()]
-        args += ["-n", str(self.n), f"--noise={self.noise!r}", "--seed", str(self.seed), "--batch", str(self.batch),
-                 "--device", self.device]
+        args += [
+            "-n",
+            str(self.n),
+            f"--noise={self.noise!r}",
+            "--seed",
+            str(self.seed),
+            "--batch",
+            str(self.batch),
+            "--device",
+            self.device,
+        ]
         return args + (["--out", str(out)] if out is not None else [])
 
     def command(self, out: str | Path | None = None) -> str:
@@ -222,8 +237,12 @@ class GenerationRequest:
 
     def to_json(self, out: str | Path | None = None) -> str:
         """The record (z last, so the rest reads first); `command` is `argv(out)` as one shell line."""
-        record = {"format": RECORD_FORMAT, **{k: v for k, v in asdict(self).items() if k != "z"},
-                  "command": self.command(out), "z": self.z}
+        record = {
+            "format": RECORD_FORMAT,
+            **{k: v for k, v in asdict(self).items() if k != "z"},
+            "command": self.command(out),
+            "z": self.z,
+        }
         return json.dumps(record, indent=1, allow_nan=False) + "\n"
 
     @classmethod

@@ -11,6 +11,7 @@ so this module stays free of torch (the asset layer reads presets from it withou
 `task` and `inputs` are class constants: a version's task follows from its record type, and they
 stay out of `dataclasses.asdict` (the recipe) as they are not settings.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -31,24 +32,24 @@ class GanVariant:
     inputs: ClassVar[tuple[str, ...]] = ("generator", "discriminator", "images", "labels")
 
     name: str
-    labels: tuple[str, ...]            # property names, in label-vector order
-    score_asset: str                   # the table the labels come from (file names: ohlora_core.artifacts)
-    label_embed_dim: int = 16          # label @ label_weight [L, 16], concatenated to z
+    labels: tuple[str, ...]  # property names, in label-vector order
+    score_asset: str  # the table the labels come from (file names: ohlora_core.artifacts)
+    label_embed_dim: int = 16  # label @ label_weight [L, 16], concatenated to z
     drop_generator_keys: tuple[str, ...] = ("mapping.dense0.weight",)  # re-initialised when restructuring
     drop_discriminator_keys: tuple[str, ...] = ("layer14.weight", "layer14.bias")
     g_trainable: tuple[str, ...] = ("mapping",)  # top-level parameter-name groups that train
     d_trainable: tuple[str, ...] = ("layer12", "layer13", "layer14")  # D's last conv, dense and head at 256
-    mbstd_group: int = 16              # minibatch-std group (effective min(16, batch))
+    mbstd_group: int = 16  # minibatch-std group (effective min(16, batch))
     batch_size: int = 16
-    g_lr: float = 1e-4                 # AdamW (betas .9/.999, eps 1e-8, weight decay 0.01)
+    g_lr: float = 1e-4  # AdamW (betas .9/.999, eps 1e-8, weight decay 0.01)
     d_lr: float = 1e-4
-    r1_gamma: float = 10.0             # R1 on reals; d_loss += gamma / 2 * mean ||grad||^2
-    g_repeat_ratio: float = 2.0        # G steps again while g_loss >= ratio * d_loss ...
-    g_repeat_max: int = 4              # ... at most this many G steps per D step
-    style_mixing_prob: float = 0.9     # G trains in train mode: mixing + random noise, as the original
+    r1_gamma: float = 10.0  # R1 on reals; d_loss += gamma / 2 * mean ||grad||^2
+    g_repeat_ratio: float = 2.0  # G steps again while g_loss >= ratio * d_loss ...
+    g_repeat_max: int = 4  # ... at most this many G steps per D step
+    style_mixing_prob: float = 0.9  # G trains in train mode: mixing + random noise, as the original
     randomize_noise: bool = True
     w_moving_decay: float = 0.995
-    matching_aware: bool = False       # fix of the original's flaw (see loss.GanLoss); off by default
+    matching_aware: bool = False  # fix of the original's flaw (see loss.GanLoss); off by default
     sample_labels: tuple[tuple[float, ...], ...] = ()  # label rows of the per-epoch sample grid
 
     @property
@@ -65,10 +66,15 @@ V1 = GanVariant(
     labels=SCORE_NAMES,
     score_asset="property_scores_v1",
     # the original's inference test during fine-tuning (run_inference_test_during_finetuning)
-    sample_labels=((1.5, 1.5, 1.1, -1.1, -1.2, 1.2, -1.0), (-1.5, 1.5, 1.1, -1.1, -1.2, 1.2, -1.0),
-                   (-1.5, -1.5, 1.1, -1.1, -1.2, 1.2, -1.0), (-1.5, -1.5, -2.0, -1.1, -1.2, 1.2, -1.0),
-                   (-1.5, -1.5, -2.0, 1.8, -1.2, 1.2, -1.0), (-1.5, -1.5, -2.0, 1.8, 2.0, 1.2, -1.0),
-                   (-1.5, -1.5, -2.0, 1.8, 2.0, -1.6, -1.0)),
+    sample_labels=(
+        (1.5, 1.5, 1.1, -1.1, -1.2, 1.2, -1.0),
+        (-1.5, 1.5, 1.1, -1.1, -1.2, 1.2, -1.0),
+        (-1.5, -1.5, 1.1, -1.1, -1.2, 1.2, -1.0),
+        (-1.5, -1.5, -2.0, -1.1, -1.2, 1.2, -1.0),
+        (-1.5, -1.5, -2.0, 1.8, -1.2, 1.2, -1.0),
+        (-1.5, -1.5, -2.0, 1.8, 2.0, 1.2, -1.0),
+        (-1.5, -1.5, -2.0, 1.8, 2.0, -1.6, -1.0),
+    ),
 )
 
 # v4: v1 re-trained on eyes/mouth/pose from the property CNN. The original's README says style mixing
@@ -81,10 +87,15 @@ V4 = replace(
     drop_generator_keys=("mapping.dense0.weight", "mapping.label_weight"),
     batch_size=8,
     # corners of the original's 50-combination test (eyes +-1.8, mouth -1.2..1.6, pose -1.2..3.6)
-    sample_labels=((-1.8, -1.2, 0.0), (1.8, -1.2, 0.0), (-1.8, 1.6, 0.0), (1.8, 1.6, 0.0), (0.0, 0.0, -1.2),
-                   (0.0, 0.0, 3.6)),
+    sample_labels=(
+        (-1.8, -1.2, 0.0),
+        (1.8, -1.2, 0.0),
+        (-1.8, 1.6, 0.0),
+        (1.8, 1.6, 0.0),
+        (0.0, 0.0, -1.2),
+        (0.0, 0.0, 3.6),
+    ),
 )
-
 
 
 @dataclass(frozen=True)
@@ -101,7 +112,7 @@ class CnnLoopVariant:
 
     name: str = "v2"
     labels: tuple[str, ...] = SCORE_NAMES
-    loss_labels: int = 6                   # the first six outputs (background_std excluded)
+    loss_labels: int = 6  # the first six outputs (background_std excluded)
     label_embed_dim: int = 16
     # The original re-initialises v1's learnt mapping.dense0.weight (create_stylegan_finetune_v1
     # deletes it before loading v1): kept as the default; `keep_v1_dense0=True` is the fix.
@@ -110,19 +121,23 @@ class CnnLoopVariant:
     # `g_trainable` groups (the mapping network) with the CNN frozen, as its README intended.
     freeze: bool = False
     g_trainable: tuple[str, ...] = ("mapping",)
-    cnn_eval: bool = False                 # the original leaves dropout on (train mode); True = eval
+    cnn_eval: bool = False  # the original leaves dropout on (train mode); True = eval
     lr: float = 1e-5
-    cosine_t_max: int = 20                 # stepped once per step group
+    cosine_t_max: int = 20  # stepped once per step group
     batch_size: int = 16
     step_group_size: int = 50
     curriculum_base: float = 0.9
-    patience: int = 100                    # step groups without a better group-mean loss
+    patience: int = 100  # step groups without a better group-mean loss
     # the original's test labels during v2 (test_create_output_images): 7 rows, background_std 0
     sample_labels: tuple[tuple[float, ...], ...] = (
-        (1.2, 1.2, 1.2, -1.2, -1.2, 1.2, 0.0), (-1.2, 1.2, 1.2, -1.2, -1.2, 1.2, 0.0),
-        (-1.2, -1.2, 1.2, -1.2, -1.2, 1.2, 0.0), (-1.2, -1.2, -1.2, -1.2, -1.2, 1.2, 0.0),
-        (-1.2, -1.2, -1.2, 1.2, -1.2, 1.2, 0.0), (-1.2, -1.2, -1.2, 1.2, 1.2, 1.2, 0.0),
-        (-1.2, -1.2, -1.2, 1.2, 1.2, -1.2, 0.0))
+        (1.2, 1.2, 1.2, -1.2, -1.2, 1.2, 0.0),
+        (-1.2, 1.2, 1.2, -1.2, -1.2, 1.2, 0.0),
+        (-1.2, -1.2, 1.2, -1.2, -1.2, 1.2, 0.0),
+        (-1.2, -1.2, -1.2, -1.2, -1.2, 1.2, 0.0),
+        (-1.2, -1.2, -1.2, 1.2, -1.2, 1.2, 0.0),
+        (-1.2, -1.2, -1.2, 1.2, 1.2, 1.2, 0.0),
+        (-1.2, -1.2, -1.2, 1.2, 1.2, -1.2, 0.0),
+    )
 
     @property
     def label_size(self) -> int:
@@ -151,19 +166,19 @@ class CvaeVariant:
     name: str = "v3"
     labels: tuple[str, ...] = SCORE_NAMES
     loss_labels: tuple[str, ...] = ("eyes", "mouth", "pose")
-    label_embed_dim: int = 24              # dense0 536 -> w
-    keep_v1_dense0: bool = False           # fix: keep v1's dense0 columns for z (the label columns change size)
+    label_embed_dim: int = 24  # dense0 536 -> w
+    keep_v1_dense0: bool = False  # fix: keep v1's dense0 columns for z (the label columns change size)
     g_trainable: tuple[str, ...] = ("mapping",)  # G's groups that train (the encoder trains whole)
-    cnn_eval: bool = False                 # the original leaves both CNNs' dropout on, in loss and test
-    gender_input_01: bool = False          # fix: feed the gender CNN [0, 1] images, as it was trained
+    cnn_eval: bool = False  # the original leaves both CNNs' dropout on, in loss and test
+    gender_input_01: bool = False  # fix: feed the gender CNN [0, 1] images, as it was trained
     mapping_lr: float = 1e-4
     encoder_lr: float = 1e-5
-    cosine_t_max: int = 10                 # stepped once per epoch
+    cosine_t_max: int = 10  # stepped once per epoch
     batch_size: int = 8
     mu_weight: float = 0.2
     logvar_weight: float = 0.05
-    test_z: int = 30                       # z's in the per-epoch test, from the last batches' mu / logvar
-    patience: int = 40                     # epochs without a lower train loss
+    test_z: int = 30  # z's in the per-epoch test, from the last batches' mu / logvar
+    patience: int = 40  # epochs without a lower train loss
 
     @property
     def label_size(self) -> int:

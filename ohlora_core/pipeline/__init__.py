@@ -7,6 +7,7 @@ key figures, small tables and pictures for the UI, and the asset-check outcomes.
 (`ohlora_dagster`) only resolves presets, opens the recipe folder, calls one of these and publishes
 the result; everything here runs without Dagster (tests and scripts call it directly).
 """
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,8 @@ def _print(message: str) -> None:
 class Run:
     """What every stage of one run shares."""
 
-    mode: str                      # "smoke" | "full"
-    root: Path                     # the storage root (tables store paths relative to it)
+    mode: str  # "smoke" | "full"
+    root: Path  # the storage root (tables store paths relative to it)
     seed: int = 0
     device: str = "cpu"
     log: Callable[[str], None] = _print
@@ -61,10 +62,10 @@ class Check:
 
 @dataclass
 class StageResult:
-    outputs: list[str]                                        # files to record, relative to the recipe folder
-    digest: str | None = None                                 # data version, when a manifest covers the outputs
-    figures: dict[str, Any] = field(default_factory=dict)     # numbers and short texts for the UI
-    tables: dict[str, Any] = field(default_factory=dict)      # small DataFrames for the UI
-    pictures: dict[str, Any] = field(default_factory=dict)    # {name: (PIL image, title)} for the UI
+    outputs: list[str]  # files to record, relative to the recipe folder
+    digest: str | None = None  # data version, when a manifest covers the outputs
+    figures: dict[str, Any] = field(default_factory=dict)  # numbers and short texts for the UI
+    tables: dict[str, Any] = field(default_factory=dict)  # small DataFrames for the UI
+    pictures: dict[str, Any] = field(default_factory=dict)  # {name: (PIL image, title)} for the UI
     checks: dict[str, Check] = field(default_factory=dict)
-    path: str = ""                                            # the output to point at, relative to the folder
+    path: str = ""  # the output to point at, relative to the folder

@@ -1,4 +1,5 @@
 """Stage 1 — latent codes and raw StyleGAN images (SPEC "Generation")."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -21,9 +22,12 @@ def latent_codes(run: Run, out: RecipeDir, n: int) -> StageResult:
     write_latent_codes(files.latents, run.seed, n)  # in chunks: memory stays small whatever n is
     z = latent_preview_values(files.latents)  # histograms of a sample of rows, mean / std of all
     preview = histograms({"z (sampled rows)": z.values, "|z| per image (sampled)": z.norms}, caption=run.caption)
-    return StageResult([files.latents.name], path=files.latents.name,
-                       pictures={"preview": (preview, "latent histograms")},
-                       figures={"count": n, "z_mean": z.mean, "z_std": z.std})
+    return StageResult(
+        [files.latents.name],
+        path=files.latents.name,
+        pictures={"preview": (preview, "latent histograms")},
+        figures={"count": n, "z_mean": z.mean, "z_std": z.std},
+    )
 
 
 def stylegan_recipe(sources, seed: int):
@@ -37,8 +41,16 @@ def _stylegan(sources, seed: int, device: str):
     return sources.stylegan(seed)[0].to(device)
 
 
-def raw_images(run: Run, latent_codes: LatentCodes, out: RecipeDir, generator, batch_size: int,
-               tf32: bool, shard_devices: Sequence[str] = (), recipe=None) -> StageResult:
+def raw_images(
+    run: Run,
+    latent_codes: LatentCodes,
+    out: RecipeDir,
+    generator,
+    batch_size: int,
+    tf32: bool,
+    shard_devices: Sequence[str] = (),
+    recipe=None,
+) -> StageResult:
     """Images 0..n-1 of `generator` for the latent codes, one JPEG each; intact images of this recipe (or of
     the previous one with the same per-image recipe) are kept, everything else is (re)generated. More than one
     `shard_devices`: the images are made by one worker per device, each building its generator with `recipe`
@@ -52,18 +64,39 @@ def raw_images(run: Run, latent_codes: LatentCodes, out: RecipeDir, generator, b
     n, files = len(z), RawImages(out.open())
     inputs = batch_input_digests(z, range(n), batch_size)
     reused = out.reuse_items(inputs)
-    result = generate_missing(generator, z, n, files, batch_size=batch_size, device=run.device, tf32=tf32, log=run.log,
-                              inputs=inputs, shard_devices=shard_devices, recipe=recipe)
-    run.log(f"generated {len(result.written)} images, {len(result.skipped)} intact already "
-            f"({reused} taken over from the previous recipe)")
+    result = generate_missing(
+        generator,
+        z,
+        n,
+        files,
+        batch_size=batch_size,
+        device=run.device,
+        tf32=tf32,
+        log=run.log,
+        inputs=inputs,
+        shard_devices=shard_devices,
+        recipe=recipe,
+    )
+    run.log(
+        f"generated {len(result.written)} images, {len(result.skipped)} intact already "
+        f"({reused} taken over from the previous recipe)"
+    )
     first = [np.asarray(Image.open(files.image(i))) for i in range(min(n, PREVIEW_IMAGES))]
     save_png(image_grid(first, cols=8, thumb=None, caption=run.caption), files.preview)
     return StageResult(
-        [files.manifest.name, files.preview.name], digest=manifest_digest(files), path=RawImages.IMAGES,
+        [files.manifest.name, files.preview.name],
+        digest=manifest_digest(files),
+        path=RawImages.IMAGES,
         pictures={"preview": (image_grid(first, cols=8, thumb=64, caption=run.caption), "first images")},
-        figures={"count": n, "generated_now": len(result.written), "already_present": len(result.skipped),
-                 "seconds": round(result.seconds, 3), "shards": max(len(shard_devices), 1),
-                 "images_per_second": round(result.images_per_second, 2) if result.written else 0.0})
+        figures={
+            "count": n,
+            "generated_now": len(result.written),
+            "already_present": len(result.skipped),
+            "seconds": round(result.seconds, 3),
+            "shards": max(len(shard_devices), 1),
+            "images_per_second": round(result.images_per_second, 2) if result.written else 0.0,
+        },
+    )
 
 
 def latent_w(run: Run, latent_codes: LatentCodes, out: RecipeDir, generator) -> StageResult:
@@ -79,7 +112,11 @@ def latent_w(run: Run, latent_codes: LatentCodes, out: RecipeDir, generator) -> 
     z = LatentFile(latent_codes.latents)
     G = generator.to(run.device).eval()
     with torch.no_grad():
-        w = np.concatenate([G.mapping(torch.from_numpy(np.array(z[i:i + 1024])).to(run.device))["w"].cpu().numpy()
-                            for i in range(0, len(z), 1024)]).astype(np.float32)
+        w = np.concatenate(
+            [
+                G.mapping(torch.from_numpy(np.array(z[i : i + 1024])).to(run.device))["w"].cpu().numpy()
+                for i in range(0, len(z), 1024)
+            ]
+        ).astype(np.float32)
     atomic_save_npy(files.w, w)
     return StageResult([files.w.name], path=files.w.name, figures={"count": len(w), "w_std": float(w.std())})

@@ -1,14 +1,29 @@
 """Stage 4 — property scores v1/v2, the property-score CNN, its predictions and the v2-vs-CNN comparison."""
+
 from __future__ import annotations
 
-from ohlora_core.artifacts import (PROPERTY_SCORES, FilteredImages, PropertyScoreCnn, PropertyScoresV2,
-                                   PropertyScoresV2Cnn, PropertyScoresV2VsCnn, RawImages, SegmentationMaps)
+from ohlora_core.artifacts import (
+    PROPERTY_SCORES,
+    FilteredImages,
+    PropertyScoreCnn,
+    PropertyScoresV2,
+    PropertyScoresV2Cnn,
+    PropertyScoresV2VsCnn,
+    RawImages,
+    SegmentationMaps,
+)
 from ohlora_core.pipeline import Check, Run, StageResult
 from ohlora_core.store import RecipeDir
 
 
-def property_scores(run: Run, version: str, segmentation_maps: SegmentationMaps, filtered_images: FilteredImages,
-                    raw_images: RawImages, out: RecipeDir) -> StageResult:
+def property_scores(
+    run: Run,
+    version: str,
+    segmentation_maps: SegmentationMaps,
+    filtered_images: FilteredImages,
+    raw_images: RawImages,
+    out: RecipeDir,
+) -> StageResult:
     """7 raw + 7 normalised scores per parsed image with algorithm `version` ('v1' or 'v2'), with the checks:
     every NaN is a flagged original NaN/crash, normalised columns are N(0, 1), one row per parsed image.
     The standardisation check only warns in smoke mode (random maps make constant columns)."""
@@ -31,19 +46,26 @@ def property_scores(run: Run, version: str, segmentation_maps: SegmentationMaps,
     atomic_write_csv(files.raw, pd.concat([tables.raw, tables.flags], axis=1))
     stats, constant, standardised = tables.standardisation()
     unexpected, flagged = tables.unexpected_nan(), len(tables.result.flagged_rows())
-    run.log(f"property scores {version}: {len(tables.raw)} parsed images scored, {flagged} with a NaN score where "
-            f"the original had none / crashed ({tables.result.flag_counts()})")
+    run.log(
+        f"property scores {version}: {len(tables.raw)} parsed images scored, {flagged} with a NaN score where "
+        f"the original had none / crashed ({tables.result.flag_counts()})"
+    )
     kept, no_face = len(pd.read_csv(filtered_images.table)), len(pd.read_csv(seg.no_face))
     raw = {c: tables.raw[c].to_numpy() for c in SCORE_COLUMNS}
     return StageResult(
-        [files.table.name, files.raw.name], path=files.table.name, tables={"normalised_stats": stats},
+        [files.table.name, files.raw.name],
+        path=files.table.name,
+        tables={"normalised_stats": stats},
         figures={"rows": len(tables.raw), "flagged_images": flagged, "flags": tables.result.flag_counts()},
         pictures={"histograms": (histograms(raw, caption=run.caption), "raw score histograms")},
-        checks={"no_unexpected_nan": Check(unexpected == 0, {"unexpected_nan": unexpected, "flagged_images": flagged}),
-                "standardised": Check(standardised, {"constant_columns": ", ".join(constant) or "none"},
-                                      warn=run.smoke),
-                "one_row_per_parsed_image": Check(len(tables.raw) == kept - no_face,
-                                                  {"rows": len(tables.raw), "filtered": kept, "no_face": no_face})})
+        checks={
+            "no_unexpected_nan": Check(unexpected == 0, {"unexpected_nan": unexpected, "flagged_images": flagged}),
+            "standardised": Check(standardised, {"constant_columns": ", ".join(constant) or "none"}, warn=run.smoke),
+            "one_row_per_parsed_image": Check(
+                len(tables.raw) == kept - no_face, {"rows": len(tables.raw), "filtered": kept, "no_face": no_face}
+            ),
+        },
+    )
 
 
 def read_v2(scores: PropertyScoresV2):
@@ -60,28 +82,53 @@ def images_of(raw_images: RawImages, table):
     return decode_images(verified_images(raw_images, table["img_no"]))
 
 
-def property_score_cnn(run: Run, property_scores_v2: PropertyScoresV2, raw_images: RawImages, out: RecipeDir, *,
-                       max_epochs: int | None, patience: int) -> StageResult:
+def property_score_cnn(
+    run: Run,
+    property_scores_v2: PropertyScoresV2,
+    raw_images: RawImages,
+    out: RecipeDir,
+    *,
+    max_epochs: int | None,
+    patience: int,
+) -> StageResult:
     """The original's v2 CNN (one small CNN per property region) trained on the rows without a NaN score."""
     from ohlora_core.cnn.property_cnn import SCORE_COLUMNS, train_property_score_cnn
 
     table = read_v2(property_scores_v2)
     usable = table.dropna(subset=list(SCORE_COLUMNS))
     files = PropertyScoreCnn(out.open())
-    result = train_property_score_cnn(images_of(raw_images, usable), usable, files, seed=run.seed, device=run.device,
-                                      max_epochs=max_epochs, patience=patience,
-                                      img_paths=usable["img_path"].tolist(), log=run.log)
+    result = train_property_score_cnn(
+        images_of(raw_images, usable),
+        usable,
+        files,
+        seed=run.seed,
+        device=run.device,
+        max_epochs=max_epochs,
+        patience=patience,
+        img_paths=usable["img_path"].tolist(),
+        log=run.log,
+    )
     best = result.log.iloc[[result.best_epoch]] if len(result.log) > result.best_epoch else result.log.tail(1)
     return StageResult(
-        [files.checkpoint.name, files.train_log.name, files.val_log.name], path=files.checkpoint.name,
+        [files.checkpoint.name, files.train_log.name, files.val_log.name],
+        path=files.checkpoint.name,
         tables={"best_epoch_val_corr": best[[c for c in result.log.columns if c.endswith("_corr")]]},
-        figures={"trained_on": len(usable), "left_out_nan_rows": len(table) - len(usable),
-                 "best_epoch": result.best_epoch,
-                 "best_val_loss_except_back_std": round(float(result.best_val_loss_except_back_std), 4)})
+        figures={
+            "trained_on": len(usable),
+            "left_out_nan_rows": len(table) - len(usable),
+            "best_epoch": result.best_epoch,
+            "best_val_loss_except_back_std": round(float(result.best_val_loss_except_back_std), 4),
+        },
+    )
 
 
-def property_scores_v2_cnn(run: Run, property_score_cnn: PropertyScoreCnn, property_scores_v2: PropertyScoresV2,
-                           raw_images: RawImages, out: RecipeDir) -> StageResult:
+def property_scores_v2_cnn(
+    run: Run,
+    property_score_cnn: PropertyScoreCnn,
+    property_scores_v2: PropertyScoresV2,
+    raw_images: RawImages,
+    out: RecipeDir,
+) -> StageResult:
     """The property-score CNN's predictions for every scored image (all_scores_v2_cnn.csv)."""
     from ohlora_core.cnn.models import PropertyScoreCNN
     from ohlora_core.cnn.property_cnn import predict_property_scores, property_scores_table
@@ -96,8 +143,9 @@ def property_scores_v2_cnn(run: Run, property_score_cnn: PropertyScoreCnn, prope
     return StageResult([files.table.name], path=files.table.name, figures={"rows": len(table)})
 
 
-def property_scores_v2_vs_cnn(run: Run, property_scores_v2_cnn: PropertyScoresV2Cnn,
-                              property_scores_v2: PropertyScoresV2, out: RecipeDir) -> StageResult:
+def property_scores_v2_vs_cnn(
+    run: Run, property_scores_v2_cnn: PropertyScoresV2Cnn, property_scores_v2: PropertyScoresV2, out: RecipeDir
+) -> StageResult:
     """v2 score vs CNN prediction per image and property (value, prediction, |diff|), with MAE / corr."""
     import pandas as pd
 
@@ -108,7 +156,11 @@ def property_scores_v2_vs_cnn(run: Run, property_scores_v2_cnn: PropertyScoresV2
     files = PropertyScoresV2VsCnn(out.open())
     atomic_write_csv(files.table, table)
     atomic_write_csv(files.summary, summary)
-    figures = {"rows": len(table), **{f"mae_{r.property}": float(r.mae) for r in summary.itertuples()},
-               **{f"corr_{r.property}": float(r.corr) for r in summary.itertuples()}}
-    return StageResult([files.table.name, files.summary.name], path=files.table.name, figures=figures,
-                       tables={"summary": summary})
+    figures = {
+        "rows": len(table),
+        **{f"mae_{r.property}": float(r.mae) for r in summary.itertuples()},
+        **{f"corr_{r.property}": float(r.corr) for r in summary.itertuples()},
+    }
+    return StageResult(
+        [files.table.name, files.summary.name], path=files.table.name, figures=figures, tables={"summary": summary}
+    )

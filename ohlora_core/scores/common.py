@@ -10,6 +10,7 @@ Pixel "colour" is the per-pixel mean of the 3 channels. A pixel's channel sum `s
 pixels is fully described by a 766-bin histogram of `s`, and its sorted means are
 `np.repeat(CHANNEL_MEANS, counts)` - the same array `np.sort` gives.
 """
+
 from __future__ import annotations
 
 import enum
@@ -77,15 +78,23 @@ class ScoreResult:
 def check_batch(parsing: np.ndarray, images: np.ndarray | None, what: str) -> None:
     """Raise a clear ValueError unless parsing is (N,224,224) uint8 and images (N,224,224,3) uint8."""
     s = MAP_SIZE
-    if not (isinstance(parsing, np.ndarray) and parsing.dtype == np.uint8 and parsing.shape[1:] == (s, s)
-            and parsing.ndim == 3):
-        raise ValueError(f"parsing maps must be uint8 of shape (N, {s}, {s}); got "
-                         f"{getattr(parsing, 'dtype', type(parsing))} {getattr(parsing, 'shape', '')}")
+    if not (
+        isinstance(parsing, np.ndarray)
+        and parsing.dtype == np.uint8
+        and parsing.shape[1:] == (s, s)
+        and parsing.ndim == 3
+    ):
+        raise ValueError(
+            f"parsing maps must be uint8 of shape (N, {s}, {s}); got "
+            f"{getattr(parsing, 'dtype', type(parsing))} {getattr(parsing, 'shape', '')}"
+        )
     if images is None:
         return
     if not (isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.shape == parsing.shape + (3,)):
-        raise ValueError(f"{what} must be uint8 of shape {parsing.shape + (3,)} (one per parsing map); got "
-                         f"{getattr(images, 'dtype', type(images))} {getattr(images, 'shape', '')}")
+        raise ValueError(
+            f"{what} must be uint8 of shape {parsing.shape + (3,)} (one per parsing map); got "
+            f"{getattr(images, 'dtype', type(images))} {getattr(images, 'shape', '')}"
+        )
 
 
 def chunks(n: int, size: int = CHUNK):
@@ -103,6 +112,7 @@ def score_in_chunks(score_chunk, parsing: np.ndarray, images: np.ndarray, what: 
 
 
 # ---------------------------------------------------------------- colour histograms and reductions
+
 
 def channel_sums(images: np.ndarray) -> np.ndarray:
     """(N,H,W,3) uint8 -> (N,H,W) uint16 per-pixel channel sums (the pixel mean is sum / 3)."""
@@ -134,8 +144,8 @@ def colour_histograms(parsing: np.ndarray, images: np.ndarray) -> tuple[np.ndarr
     background = np.empty((n, N_SUMS), np.int64)
     for i in range(n):  # one C-level bincount per image over its 50,176 keys
         counts = np.bincount(key[i].ravel(), minlength=6 * N_SUMS)
-        hair[i] = counts[_HAIR_KEY:_BG_KEY] + counts[3 * N_SUMS + _HAIR_KEY: 3 * N_SUMS + _BG_KEY]
-        background[i] = counts[_BG_KEY: 3 * N_SUMS]
+        hair[i] = counts[_HAIR_KEY:_BG_KEY] + counts[3 * N_SUMS + _HAIR_KEY : 3 * N_SUMS + _BG_KEY]
+        background[i] = counts[_BG_KEY : 3 * N_SUMS]
     return hair, background
 
 
@@ -178,7 +188,7 @@ def trimmed_means(hist: np.ndarray, lo_frac: float, hi_frac: float, with_std: bo
     std = np.full(len(n), np.nan)
     for i in np.flatnonzero(kept > 0):
         # numpy's own reductions on the very array the original reduces (pairwise summation order).
-        vals = sorted_means(hist[i])[lo[i]:hi[i]]
+        vals = sorted_means(hist[i])[lo[i] : hi[i]]
         mean[i] = np.mean(vals)
         if with_std:
             std[i] = np.std(vals)
@@ -206,6 +216,7 @@ def background_mean_std(background_hist: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------- row / column spans
 
+
 def row_span(mask: np.ndarray) -> np.ndarray:
     """(N,H,W) bool -> last row - first row containing any True (0 if none), int64."""
     return span(mask.any(axis=2))
@@ -221,6 +232,7 @@ def span(rows: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------- loading (original decoding)
 
+
 def _read_bytes(path: str | os.PathLike) -> np.ndarray:
     data = np.fromfile(str(path), dtype=np.uint8)
     if data.size == 0:
@@ -232,8 +244,9 @@ def load_parsing_png(path: str | os.PathLike) -> np.ndarray:
     """A saved parsing map, read as the original did (cv2.imdecode grayscale) -> (224,224) uint8."""
     img = cv2.imdecode(_read_bytes(path), cv2.IMREAD_GRAYSCALE)
     if img is None or img.shape != (MAP_SIZE, MAP_SIZE):
-        raise ValueError(f"{path}: expected a {MAP_SIZE}x{MAP_SIZE} parsing PNG, got "
-                         f"{None if img is None else img.shape}")
+        raise ValueError(
+            f"{path}: expected a {MAP_SIZE}x{MAP_SIZE} parsing PNG, got {None if img is None else img.shape}"
+        )
     return img
 
 
@@ -250,12 +263,14 @@ def load_face_crop(path: str | os.PathLike) -> np.ndarray:
     """The v2 score image: the saved 224x224 face crop PNG (cv2.imdecode BGR) -> (224,224,3) uint8."""
     img = cv2.imdecode(_read_bytes(path), cv2.IMREAD_COLOR)
     if img is None or img.shape != (MAP_SIZE, MAP_SIZE, 3):
-        raise ValueError(f"{path}: expected a {MAP_SIZE}x{MAP_SIZE} colour face crop, got "
-                         f"{None if img is None else img.shape}")
+        raise ValueError(
+            f"{path}: expected a {MAP_SIZE}x{MAP_SIZE} colour face crop, got {None if img is None else img.shape}"
+        )
     return img
 
 
 # ---------------------------------------------------------------- table
+
 
 def scores_frame(img_nos, img_paths, values: np.ndarray) -> pd.DataFrame:
     """DataFrame with the original CSV's columns (img_no, img_path, eyes_score, ...).
@@ -264,10 +279,16 @@ def scores_frame(img_nos, img_paths, values: np.ndarray) -> pd.DataFrame:
     index=True to the writer to reproduce that byte layout.
     """
     values = np.asarray(values, dtype=np.float64)
-    if values.ndim != 2 or values.shape[1] != len(SCORE_NAMES) or len(values) != len(img_nos) \
-            or len(img_paths) != len(img_nos):
-        raise ValueError(f"scores_frame: need N img_nos, N img_paths and (N, 7) values; got "
-                         f"{len(img_nos)}, {len(img_paths)}, {values.shape}")
+    if (
+        values.ndim != 2
+        or values.shape[1] != len(SCORE_NAMES)
+        or len(values) != len(img_nos)
+        or len(img_paths) != len(img_nos)
+    ):
+        raise ValueError(
+            f"scores_frame: need N img_nos, N img_paths and (N, 7) values; got "
+            f"{len(img_nos)}, {len(img_paths)}, {values.shape}"
+        )
     df = pd.DataFrame({"img_no": list(img_nos), "img_path": [str(p) for p in img_paths]})
     for k, col in enumerate(SCORE_COLUMNS):
         df[col] = values[:, k]

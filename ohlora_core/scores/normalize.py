@@ -1,4 +1,5 @@
 """Score normalisation, as the original `normalize_all_scores` (shared by v1 and v2)."""
+
 from __future__ import annotations
 
 import numpy as np

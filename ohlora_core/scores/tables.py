@@ -1,9 +1,10 @@
 """From segmentation files to the original's score tables, for one algorithm version."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,11 +29,19 @@ class ScoreTables:
     def standardisation(self) -> tuple[pd.DataFrame, list[str], bool]:
         """(mean/std/NaN per normalised column, constant columns, all columns N(0, 1) within rounding)."""
         values = self.normalised[list(SCORE_COLUMNS)]
-        stats = pd.DataFrame({"score": SCORE_COLUMNS, "mean": values.mean().to_numpy(),
-                              "std": values.std().to_numpy(), "nan": values.isna().sum().to_numpy()})
+        stats = pd.DataFrame(
+            {
+                "score": SCORE_COLUMNS,
+                "mean": values.mean().to_numpy(),
+                "std": values.std().to_numpy(),
+                "nan": values.isna().sum().to_numpy(),
+            }
+        )
         constant = [c for c in SCORE_COLUMNS if self.raw[c].nunique(dropna=True) < 2]
-        ok = not constant and all(abs(m) < STANDARDISED_TOLERANCE and abs(s - 1) < STANDARDISED_TOLERANCE
-                                  for m, s in zip(stats["mean"], stats["std"]))
+        ok = not constant and all(
+            abs(m) < STANDARDISED_TOLERANCE and abs(s - 1) < STANDARDISED_TOLERANCE
+            for m, s in zip(stats["mean"], stats["std"])
+        )
         return stats, constant, ok
 
     def unexpected_nan(self) -> int:
@@ -40,8 +49,13 @@ class ScoreTables:
         return int((np.isnan(self.result.values) & (self.result.flags == 0)).sum())
 
 
-def score_parsed_images(version: str, img_nos: Sequence[int], image_paths: Sequence[str | Path],
-                        segmentation: SegmentationMaps, table_paths: Sequence[str] | None = None) -> ScoreTables:
+def score_parsed_images(
+    version: str,
+    img_nos: Sequence[int],
+    image_paths: Sequence[str | Path],
+    segmentation: SegmentationMaps,
+    table_paths: Sequence[str] | None = None,
+) -> ScoreTables:
     """Score every parsed image with algorithm `version` ('v1' or 'v2').
 
     v1 scores the original 256 image (`image_paths`) resized to 224 (the original's documented bug:
@@ -50,8 +64,11 @@ def score_parsed_images(version: str, img_nos: Sequence[int], image_paths: Seque
     """
     if version not in VERSIONS:
         raise ValueError(f"score algorithm must be 'v1' or 'v2', got {version!r}")
-    maps = np.stack([load_parsing_png(segmentation.parsing(n)) for n in img_nos]) if len(img_nos) \
+    maps = (
+        np.stack([load_parsing_png(segmentation.parsing(n)) for n in img_nos])
+        if len(img_nos)
         else np.zeros((0, 224, 224), np.uint8)
+    )
     if version == "v1":
         images = [load_v1_image(p) for p in image_paths]
     else:

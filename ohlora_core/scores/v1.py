@@ -13,15 +13,31 @@ number; there the value is NaN and `flags` says what the original did:
 Quirks kept on purpose: eyes only scans absolute rows 56..139; the colour scores use the whole
 resized 256 image (`load_v1_image`), not the face crop the parsing map belongs to.
 """
+
 from __future__ import annotations
 
 import warnings
 
 import numpy as np
 
-from .common import (HAIR, INNER_MOUTH, LEFT_EYE, LOWER_LIP, MAP_SIZE, NOSE, RIGHT_EYE, UPPER_LIP,
-                     ScoreFlag, ScoreResult, background_mean_std, colour_histograms, score_in_chunks,
-                     median_from_histograms, row_counts, row_span)
+from .common import (
+    HAIR,
+    INNER_MOUTH,
+    LEFT_EYE,
+    LOWER_LIP,
+    MAP_SIZE,
+    NOSE,
+    RIGHT_EYE,
+    UPPER_LIP,
+    ScoreFlag,
+    ScoreResult,
+    background_mean_std,
+    colour_histograms,
+    median_from_histograms,
+    row_counts,
+    row_span,
+    score_in_chunks,
+)
 
 ALGORITHM_VERSION = "v1.0"
 
@@ -45,7 +61,7 @@ def _pose(parsing: np.ndarray, nose_rows: np.ndarray) -> tuple[np.ndarray, np.nd
         for i in np.flatnonzero(count >= 2):
             rows = np.flatnonzero(nose_rows[i])
             y0 = rows[0]
-            ys, xs = np.nonzero(parsing[i, y0: rows[-1] + 1] == NOSE)  # C order == `for y: for x:`
+            ys, xs = np.nonzero(parsing[i, y0 : rows[-1] + 1] == NOSE)  # C order == `for y: for x:`
             values[i] = (-1.0) * np.corrcoef(xs, ys + y0)[0][1]
             if np.isnan(values[i]):
                 const = len(rows) == 1 or xs.min() == xs.max()
@@ -60,7 +76,7 @@ def _scores_chunk(parsing: np.ndarray, images: np.ndarray) -> ScoreResult:
 
     # eyes: (row span of class 4 in P[56:140, :168] + row span of class 5 in P[56:140, 56:]) / 2
     left = parsing[:, EYE_ROWS, : 3 * S // 4] == LEFT_EYE
-    right = parsing[:, EYE_ROWS, S // 4:] == RIGHT_EYE
+    right = parsing[:, EYE_ROWS, S // 4 :] == RIGHT_EYE
     values[:, 0] = (row_span(left) + row_span(right)) / 2.0
 
     # hair_color: np.median of per-pixel channel means over all hair pixels

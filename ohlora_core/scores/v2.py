@@ -16,13 +16,27 @@ and every extreme point of a pixel set is the leftmost or rightmost pixel of its
 those (<= 2 per row) are compared; ordering them by the column-major key and taking the first
 maximum of the strictly lower triangle reproduces the original's pick, ties included.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
-from .common import (HAIR, INNER_MOUTH, LEFT_EYE, LOWER_LIP, MAP_SIZE, RIGHT_EYE, UPPER_LIP,
-                     ScoreFlag, ScoreResult, background_mean_std, score_in_chunks,
-                     colour_histograms, row_counts, trimmed_means)
+from .common import (
+    HAIR,
+    INNER_MOUTH,
+    LEFT_EYE,
+    LOWER_LIP,
+    MAP_SIZE,
+    RIGHT_EYE,
+    UPPER_LIP,
+    ScoreFlag,
+    ScoreResult,
+    background_mean_std,
+    colour_histograms,
+    row_counts,
+    score_in_chunks,
+    trimmed_means,
+)
 
 ALGORITHM_VERSION = "v2.0"
 
@@ -79,9 +93,10 @@ def farthest_pair_cos(mask: np.ndarray) -> np.ndarray:
 
 def _eyes_and_pose(parsing: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     left = parsing[:, EYE_ROWS, : 3 * S // 4] == LEFT_EYE  # absolute cols 0..167
-    right = parsing[:, EYE_ROWS, S // 4:] == RIGHT_EYE  # absolute cols 56..223
-    eyes = np.maximum(max_column_height(left) * farthest_pair_cos(left),
-                      max_column_height(right) * farthest_pair_cos(right))
+    right = parsing[:, EYE_ROWS, S // 4 :] == RIGHT_EYE  # absolute cols 56..223
+    eyes = np.maximum(
+        max_column_height(left) * farthest_pair_cos(left), max_column_height(right) * farthest_pair_cos(right)
+    )
 
     # pose: slope between the eye centroids. Coordinate sums are exact integers, so each centroid
     # is one float division, as np.mean of the original's int point list.
@@ -121,10 +136,10 @@ def _scores_chunk(parsing: np.ndarray, crops: np.ndarray) -> ScoreResult:
 
     # hair_length: rows 56..223 with >= 20 hair pixels, plus a bottom-row extension
     bottom = parsing[:, S - 1] == HAIR
-    per_row = row_counts(parsing[:, S // 4:] == HAIR)
+    per_row = row_counts(parsing[:, S // 4 :] == HAIR)
     rows = np.count_nonzero(per_row >= MIN_HAIR_PIXEL_THRESHOLD, axis=1)
     cnt_l = np.count_nonzero(bottom[:, : S // 2], axis=1)
-    cnt_r = np.count_nonzero(bottom[:, S // 2:], axis=1)
+    cnt_r = np.count_nonzero(bottom[:, S // 2 :], axis=1)
     half = MIN_HAIR_PIXEL_THRESHOLD // 2
     extra = np.maximum(cnt_l - half, 0) / 2.0 + np.maximum(cnt_r - half, 0) / 2.0
     values[:, 2] = rows + np.where(cnt_l + cnt_r >= MIN_HAIR_PIXEL_THRESHOLD, extra, 0)

@@ -5,13 +5,29 @@
 * `pipeline`: `segment_images` writes `parsing_{no:06d}.png` + `face_{no:06d}.png` per image
   (file names: `ohlora_core.artifacts.SegmentationMaps`).
 """
+
 from ohlora_core.segmentation.face_crop import FaceCrop, crop_faces, make_mtcnn
 from ohlora_core.segmentation.facexformer import FaceXFormer, load_facexformer, smoke_facexformer
 from ohlora_core.segmentation.pipeline import (
-    PALETTE, SegmentationSummary, colorize, overlay, read_label_map, segment_images,
+    PALETTE,
+    SegmentationSummary,
+    colorize,
+    overlay,
+    read_label_map,
+    segment_images,
 )
 
 __all__ = [
-    "FaceCrop", "crop_faces", "make_mtcnn", "FaceXFormer", "load_facexformer", "smoke_facexformer",
-    "PALETTE", "SegmentationSummary", "colorize", "overlay", "read_label_map", "segment_images",
+    "FaceCrop",
+    "crop_faces",
+    "make_mtcnn",
+    "FaceXFormer",
+    "load_facexformer",
+    "smoke_facexformer",
+    "PALETTE",
+    "SegmentationSummary",
+    "colorize",
+    "overlay",
+    "read_label_map",
+    "segment_images",
 ]

@@ -6,10 +6,11 @@ FaceXFormer's `inference.py`): MTCNN(keep_all=True).detect -> largest box ->
 `PIL.crop` with int() truncation -> Resize((224, 224), BICUBIC) -> ToTensor ->
 ImageNet Normalize. The saved face image is that tensor un-normalised.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -22,11 +23,13 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MARGIN_PERCENTAGE = 50
 
-_TO_MODEL_INPUT = transforms.Compose([
-    transforms.Resize((FACE_SIZE, FACE_SIZE), interpolation=InterpolationMode.BICUBIC),
-    transforms.ToTensor(),
-    transforms.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD),
-])
+_TO_MODEL_INPUT = transforms.Compose(
+    [
+        transforms.Resize((FACE_SIZE, FACE_SIZE), interpolation=InterpolationMode.BICUBIC),
+        transforms.ToTensor(),
+        transforms.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD),
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -48,12 +51,19 @@ def make_mtcnn(device: str | torch.device = "cpu"):
     """
     from facenet_pytorch import MTCNN
 
-    return MTCNN(keep_all=True, min_face_size=20, thresholds=[0.6, 0.7, 0.7], factor=0.709,
-                 select_largest=True, device=torch.device(device))
+    return MTCNN(
+        keep_all=True,
+        min_face_size=20,
+        thresholds=[0.6, 0.7, 0.7],
+        factor=0.709,
+        select_largest=True,
+        device=torch.device(device),
+    )
 
 
-def detect_largest_faces(mtcnn, images: Sequence[Image.Image],
-                         batched: bool = True) -> list[tuple[np.ndarray, float] | None]:
+def detect_largest_faces(
+    mtcnn, images: Sequence[Image.Image], batched: bool = True
+) -> list[tuple[np.ndarray, float] | None]:
     """Largest face box (float32 [x1, y1, x2, y2]) and its probability per image, None if no face.
 
     batched: images of equal size go through one MTCNN call (facenet's detect
@@ -73,8 +83,9 @@ def detect_largest_faces(mtcnn, images: Sequence[Image.Image],
     return out
 
 
-def expand_box(box: Sequence[float], width: int, height: int,
-               margin_percentage: float = MARGIN_PERCENTAGE) -> tuple[float, float, float, float]:
+def expand_box(
+    box: Sequence[float], width: int, height: int, margin_percentage: float = MARGIN_PERCENTAGE
+) -> tuple[float, float, float, float]:
     """The original's `adjust_bbox`: grow each side by margin/2 % of the box size, clip to the image.
 
     All in float64: for a single PIL image facenet's `detect` returns an object
@@ -85,8 +96,7 @@ def expand_box(box: Sequence[float], width: int, height: int,
     x1, y1, x2, y2 = (float(np.float32(v)) for v in box)
     grow_w = (x2 - x1) * (margin_percentage / 100.0) / 2
     grow_h = (y2 - y1) * (margin_percentage / 100.0) / 2
-    return (max(0, x1 - grow_w), max(0, y1 - grow_h),
-            min(width, x2 + grow_w), min(height, y2 + grow_h))
+    return (max(0, x1 - grow_w), max(0, y1 - grow_h), min(width, x2 + grow_w), min(height, y2 + grow_h))
 
 
 def crop_box(box: Sequence[float], width: int, height: int) -> tuple[int, int, int, int]:
@@ -100,8 +110,9 @@ def face_tensor(image: Image.Image, box_int: tuple[int, int, int, int]) -> torch
     return _TO_MODEL_INPUT(image.convert("RGB").crop(box_int))
 
 
-def crop_faces(mtcnn, images: Sequence[Image.Image], batched: bool = True,
-               fallback_box: Sequence[float] | None = None) -> list[FaceCrop | None]:
+def crop_faces(
+    mtcnn, images: Sequence[Image.Image], batched: bool = True, fallback_box: Sequence[float] | None = None
+) -> list[FaceCrop | None]:
     """Detect and crop every image; None where no face was found.
 
     `fallback_box` (x1, y1, x2, y2, before the 50 % growth) is cropped instead where MTCNN finds

@@ -17,6 +17,7 @@ Skipped because they provably cannot change the parsing logits: the Swin head
 norm/pool (its output is discarded by the official forward) and the 7 task
 heads (MLPs that read only their own token). Their weights are kept for loading.
 """
+
 from __future__ import annotations
 
 import math
@@ -183,7 +184,7 @@ class FaceDecoder(nn.Module):
         weights = [getattr(self, f"{name}_token").weight for name in TASK_TOKENS] + [self.mask_tokens.weight]
         tokens = torch.cat(weights, dim=0).unsqueeze(0).expand(b, -1, -1)
         tokens, image = self.transformer(embedding, embedding_pe.expand(b, -1, -1, -1), tokens)
-        mask_tokens = tokens[:, len(TASK_TOKENS):, :]
+        mask_tokens = tokens[:, len(TASK_TOKENS) :, :]
         upscaled = self.output_upscaling(image.transpose(1, 2).reshape(b, c, h, w))
         hyper = self.output_hypernetwork_mlps(mask_tokens)  # (B, 11, 32)
         b, c, h, w = upscaled.shape
@@ -267,8 +268,12 @@ def load_facexformer(path: str | os.PathLike, device: str | torch.device = "cpu"
     """Build FaceXFormer and load `checkpoint['state_dict_backbone']` (or a bare state
     dict) from `path` strictly; returns the model in eval mode on `device`."""
     checkpoint = load_checkpoint(path)
-    state_dict = state_dict_in(checkpoint, str(path), CHECKPOINT_KEY,
-                               f"a FaceXFormer checkpoint with key '{CHECKPOINT_KEY}' or a bare state_dict")
+    state_dict = state_dict_in(
+        checkpoint,
+        str(path),
+        CHECKPOINT_KEY,
+        f"a FaceXFormer checkpoint with key '{CHECKPOINT_KEY}' or a bare state_dict",
+    )
     source = f"{path} ['{CHECKPOINT_KEY}']" if CHECKPOINT_KEY in checkpoint else str(path)
     # Built on the meta device: no 88M-parameter random init (the original paid for a full
     # init + ImageNet download per image). `load_state_dict_strict` checks names and shapes

@@ -16,6 +16,7 @@ whether it was parsed in a full run, a resumed one, or alone. A ledger records e
 with its batch's input digest and its files' sha256; a rerun redoes exactly the batches whose
 inputs changed or whose files are missing or damaged. Writes are atomic.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,10 +48,22 @@ from ohlora_core.store import (
 )
 
 # RGB colour per class (0 background .. 10 hair), the original's visualisation palette.
-PALETTE = np.array([
-    [0, 0, 0], [0, 153, 255], [102, 255, 153], [0, 204, 153], [255, 255, 102], [255, 255, 204],
-    [255, 153, 0], [255, 102, 255], [102, 0, 51], [255, 204, 255], [255, 0, 102],
-], dtype=np.uint8)
+PALETTE = np.array(
+    [
+        [0, 0, 0],
+        [0, 153, 255],
+        [102, 255, 153],
+        [0, 204, 153],
+        [255, 255, 102],
+        [255, 255, 204],
+        [255, 153, 0],
+        [255, 102, 255],
+        [102, 0, 51],
+        [255, 204, 255],
+        [255, 0, 102],
+    ],
+    dtype=np.uint8,
+)
 
 
 @dataclass
@@ -161,8 +174,10 @@ def segment_images(
     plan = plan_segmentation(files, image_numbers, digests, batch_size, verify)
     progress = Progress(sum(len(m) for m in plan.work), log, "segmentation_maps", unit="images")
     if log:
-        log(f"segmentation_maps: {plan.todo_count} of {len(paths)} images to parse ({len(plan.done)} intact already) "
-            f"in {len(plan.work)} batch(es) of up to {batch_size}, on {device}")
+        log(
+            f"segmentation_maps: {plan.todo_count} of {len(paths)} images to parse ({len(plan.done)} intact already) "
+            f"in {len(plan.work)} batch(es) of up to {batch_size}, on {device}"
+        )
     options = BatchOptions(batched_detection, fallback_box, visualizations)
     if len(shard_devices) > 1 and len(plan.work) > 1:
         _segment_sharded(plan, files, paths, options, shard_devices, recipe, progress, log)
@@ -187,13 +202,30 @@ def _wanted(plan: SegmentationPlan, members: Sequence[int]) -> dict[int, str]:
     return {no: plan.inputs[no] for no in plan.missing(members)}
 
 
-def segment_batch(files: SegmentationMaps, members: Sequence[int], wanted: Mapping[int, str],
-                  paths: Mapping[int, Path], model, mtcnn, device, options: BatchOptions) -> list[dict]:
+def segment_batch(
+    files: SegmentationMaps,
+    members: Sequence[int],
+    wanted: Mapping[int, str],
+    paths: Mapping[int, Path],
+    model,
+    mtcnn,
+    device,
+    options: BatchOptions,
+) -> list[dict]:
     """Run one fixed batch (all of `members`: the same contents as a from-scratch run) and write the files of
     the images in `wanted` ({number: input digest}); return their ledger records."""
-    crops = dict(zip(members, crop_faces(mtcnn, [_load_rgb(paths[no]) for no in members],
-                                         batched=options.batched_detection, fallback_box=options.fallback_box),
-                     strict=True))
+    crops = dict(
+        zip(
+            members,
+            crop_faces(
+                mtcnn,
+                [_load_rgb(paths[no]) for no in members],
+                batched=options.batched_detection,
+                fallback_box=options.fallback_box,
+            ),
+            strict=True,
+        )
+    )
     found = [no for no in members if crops[no] is not None]
     labels = faces = {}
     if found:
@@ -224,8 +256,16 @@ class _ShardJob:
     recipe: object  # device -> FaceXFormer
 
 
-def _segment_sharded(plan: SegmentationPlan, files: SegmentationMaps, paths: Mapping[int, Path],
-                     options: BatchOptions, devices: Sequence[str], recipe, progress: Progress, log) -> None:
+def _segment_sharded(
+    plan: SegmentationPlan,
+    files: SegmentationMaps,
+    paths: Mapping[int, Path],
+    options: BatchOptions,
+    devices: Sequence[str],
+    recipe,
+    progress: Progress,
+    log,
+) -> None:
     """The plan's batches over one worker per device; each finished batch's records are written to the ledger
     here as they arrive (the folder was cleaned by `plan_segmentation`, before any worker started)."""
     from ohlora_core import shards
@@ -234,8 +274,9 @@ def _segment_sharded(plan: SegmentationPlan, files: SegmentationMaps, paths: Map
         raise ValueError("sharded segmentation needs a recipe: a picklable device -> FaceXFormer function")
     batches = [(members, _wanted(plan, members), {no: paths[no] for no in members}) for members in plan.work]
     parts = shards.split(batches, len(devices), weight=lambda batch: len(batch[0]))
-    jobs = [(device, _ShardJob(files, part, options, recipe))
-            for device, part in zip(devices, parts, strict=False)]  # fewer parts than devices: fewer workers
+    jobs = [
+        (device, _ShardJob(files, part, options, recipe)) for device, part in zip(devices, parts, strict=False)
+    ]  # fewer parts than devices: fewer workers
     if log:
         log(f"segmentation_maps: {len(plan.work)} batches in {len(jobs)} shards on {', '.join(d for d, _ in jobs)}")
 
@@ -306,17 +347,25 @@ class SegmentationPlan:
 
     def summary(self) -> SegmentationSummary:
         final = self.records
-        flags = {key: [i for i, extra in enumerate(final.extra_values) if dict(extra).get(key)]
-                 for key in ("no_face", "fallback")}
+        flags = {
+            key: [i for i, extra in enumerate(final.extra_values) if dict(extra).get(key)]
+            for key in ("no_face", "fallback")
+        }
         return SegmentationSummary(
             written=sorted(self.parsed_now),
             skipped=self.done.items[self.done.counts > 0].tolist(),
             no_face=final.items[np.isin(final.extra_ids, flags["no_face"])].tolist(),
-            fallback=final.items[np.isin(final.extra_ids, flags["fallback"])].tolist())
+            fallback=final.items[np.isin(final.extra_ids, flags["fallback"])].tolist(),
+        )
 
 
-def plan_segmentation(files: SegmentationMaps, image_numbers: Sequence[int], image_digests: Sequence[str],
-                      batch_size: int, verify: str = "stat") -> SegmentationPlan:
+def plan_segmentation(
+    files: SegmentationMaps,
+    image_numbers: Sequence[int],
+    image_digests: Sequence[str],
+    batch_size: int,
+    verify: str = "stat",
+) -> SegmentationPlan:
     """Prepare the results folder (crash leftovers removed), read the ledger once and decide which
     fixed batches must run: those holding an image that is not recorded intact with its input."""
     files.results_dir.mkdir(parents=True, exist_ok=True)
@@ -362,7 +411,9 @@ def verified_maps(files: SegmentationMaps, numbers: Iterable[int], verify: str =
         candidates = (files.face(no), files.parsing(no), files.visualization(no))
         listed = [name for name in (f"{folder}/{p.name}" for p in candidates) if name in index]
         if not listed:
-            raise ArtifactChanged(f"image {no} has no files in segmentation_maps' manifest "
-                                  f"({files.manifest}); re-materialize segmentation_maps")
+            raise ArtifactChanged(
+                f"image {no} has no files in segmentation_maps' manifest "
+                f"({files.manifest}); re-materialize segmentation_maps"
+            )
         names += listed
     index.verify(files.dir, names, "segmentation_maps", verify)

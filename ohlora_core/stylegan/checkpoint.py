@@ -9,6 +9,7 @@ State-dict keys may carry a `module.` prefix (DataParallel / DDP); it is strippe
 The architecture (resolution, latent sizes, label conditioning) is read from the tensor
 shapes; other constructor arguments can be passed as keyword overrides.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,10 +34,11 @@ def select_state_dict(checkpoint: Mapping, key: str, source: str) -> dict[str, t
     else:
         models = checkpoint["models"] if isinstance(checkpoint.get("models"), Mapping) else checkpoint
         if key not in models:
-            raise CheckpointError(f"{source}: no {key!r} entry and not a bare state_dict; available keys: "
-                                  f"{sorted(map(str, models))[:10]}")
+            raise CheckpointError(
+                f"{source}: no {key!r} entry and not a bare state_dict; available keys: {sorted(map(str, models))[:10]}"
+            )
         sd = state_dict_in(models[key], f"{source} [{key!r}]")
-    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in sd.items()}
+    return {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in sd.items()}
 
 
 def _count(sd: Mapping, pattern: str) -> int:
@@ -101,15 +103,17 @@ def _load(cls, infer, path: str | os.PathLike, key: str, device: str | torch.dev
     for lod_key in ("synthesis.lod", "lod"):
         lod = sd.get(lod_key)
         if isinstance(lod, torch.Tensor) and lod.numel() == 1 and float(lod) != 0.0:
-            raise CheckpointError(f"{source}: {lod_key}={float(lod)}, but only fully grown models (lod 0) "
-                                  "are supported")
+            raise CheckpointError(
+                f"{source}: {lod_key}={float(lod)}, but only fully grown models (lod 0) are supported"
+            )
     model = cls(**{**infer(sd), **overrides})
     load_state_dict_strict(model, sd, source)
     return model.to(device).eval()
 
 
-def load_generator(path: str | os.PathLike, key: str = "generator", device: str | torch.device = "cpu",
-                   **overrides: Any) -> StyleGANGenerator:
+def load_generator(
+    path: str | os.PathLike, key: str = "generator", device: str | torch.device = "cpu", **overrides: Any
+) -> StyleGANGenerator:
     """Strictly load `key` ('generator' or 'generator_smooth') from a genforce checkpoint; eval mode.
 
     `overrides` are extra `StyleGANGenerator` arguments (e.g. `fused_scale`, `final_tanh`) that
@@ -118,8 +122,9 @@ def load_generator(path: str | os.PathLike, key: str = "generator", device: str 
     return _load(StyleGANGenerator, infer_generator_args, path, key, device, overrides)
 
 
-def load_discriminator(path: str | os.PathLike, key: str = "discriminator", device: str | torch.device = "cpu",
-                       **overrides: Any) -> StyleGANDiscriminator:
+def load_discriminator(
+    path: str | os.PathLike, key: str = "discriminator", device: str | torch.device = "cpu", **overrides: Any
+) -> StyleGANDiscriminator:
     """Strictly load `key` from a genforce checkpoint as a `StyleGANDiscriminator`; eval mode.
 
     Pass `minibatch_std_group_size` (default 4; Oh-LoRA fine-tune v1 used 16) if it differs:
@@ -165,13 +170,20 @@ OHLORA_RESOLUTION = 256  # the pretrained StyleGAN's (celeba-partial-256x256); e
 OHLORA_Z_DIM = 512
 
 
-def check_generator(G: StyleGANGenerator, source: str, *, conditional: bool | None = None,
-                    resolution: int = OHLORA_RESOLUTION, z_space_dim: int = OHLORA_Z_DIM,
-                    hint: str = "") -> StyleGANGenerator:
+def check_generator(
+    G: StyleGANGenerator,
+    source: str,
+    *,
+    conditional: bool | None = None,
+    resolution: int = OHLORA_RESOLUTION,
+    z_space_dim: int = OHLORA_Z_DIM,
+    hint: str = "",
+) -> StyleGANGenerator:
     """`G` itself if it is the kind of generator asked for — `resolution`, `z_space_dim`, label-conditioned
     (fine-tuned) or not when `conditional` says — else CheckpointError naming `source`, what it is, what was
     expected and `hint` (what to pass instead). A wrong kind otherwise fails only at its first forward
     (conditional vs not) or silently makes images of another size."""
+
     def fail(what: str, expected: str) -> None:
         raise CheckpointError(f"{source} is {what}; expected {expected}" + (f" ({hint})" if hint else ""))
 
@@ -186,7 +198,8 @@ def check_generator(G: StyleGANGenerator, source: str, *, conditional: bool | No
     return G
 
 
-def load_checked_generator(path: str | os.PathLike, *, conditional: bool | None = None,
-                           device: str | torch.device = "cpu", hint: str = "") -> StyleGANGenerator:
+def load_checked_generator(
+    path: str | os.PathLike, *, conditional: bool | None = None, device: str | torch.device = "cpu", hint: str = ""
+) -> StyleGANGenerator:
     """`load_generator(path)` then `check_generator` (256x256, z 512, conditional as asked), naming the file."""
     return check_generator(load_generator(path, device=device), str(path), conditional=conditional, hint=hint)

@@ -11,6 +11,7 @@ Label conditioning (`label_size > 0`):
 * `label_mode="concat"` (Oh-LoRA fine-tune v1): the label is appended to the `layer{2B+1}`
   output and the last layer maps `512 + label_size -> 1`.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -21,16 +22,34 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .generator import INIT_RES, RESOLUTIONS, FusedScale, _check_fused_scale, _check_lod, _use_fused
-from .layers import (SQRT2, Blur, DenseLayer, init_weight_, lrelu, minibatch_std, reset_all, shift_sum_kernel,
-                     weight_multiplier)
+from .layers import (
+    SQRT2,
+    Blur,
+    DenseLayer,
+    init_weight_,
+    lrelu,
+    minibatch_std,
+    reset_all,
+    shift_sum_kernel,
+    weight_multiplier,
+)
 
 
 class DiscriminatorConv(nn.Module):
     """[minibatch-std] -> [blur] -> conv (+bias) -> [2x down] -> lrelu (keys `weight`, `bias`, `blur.kernel`)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, *, down: bool = False,
-                 fused: bool = False, mbstd_group_size: int = 0, mbstd_channels: int = 1,
-                 use_wscale: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        *,
+        down: bool = False,
+        fused: bool = False,
+        mbstd_group_size: int = 0,
+        mbstd_channels: int = 1,
+        use_wscale: bool = True,
+    ) -> None:
         super().__init__()
         self.mbstd_group_size, self.mbstd_channels = mbstd_group_size, mbstd_channels
         if mbstd_group_size > 1:
@@ -39,7 +58,7 @@ class DiscriminatorConv(nn.Module):
         self.padding = kernel_size // 2
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.empty(out_channels))
-        self.w_mul = weight_multiplier(in_channels * kernel_size ** 2, SQRT2, 1.0, use_wscale)
+        self.w_mul = weight_multiplier(in_channels * kernel_size**2, SQRT2, 1.0, use_wscale)
         if down:
             self.blur = Blur(in_channels)
 
@@ -69,11 +88,20 @@ class StyleGANDiscriminator(nn.Module):
     other images in the batch.
     """
 
-    def __init__(self, resolution: int = 256, image_channels: int = 3, label_size: int = 0,
-                 fused_scale: FusedScale = "auto", use_wscale: bool = True, minibatch_std_group_size: int = 4,
-                 minibatch_std_channels: int = 1, fmaps_base: int = 16 << 10, fmaps_max: int = 512,
-                 label_mode: Literal["project", "concat"] = "project",
-                 init_generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self,
+        resolution: int = 256,
+        image_channels: int = 3,
+        label_size: int = 0,
+        fused_scale: FusedScale = "auto",
+        use_wscale: bool = True,
+        minibatch_std_group_size: int = 4,
+        minibatch_std_channels: int = 1,
+        fmaps_base: int = 16 << 10,
+        fmaps_max: int = 512,
+        label_mode: Literal["project", "concat"] = "project",
+        init_generator: torch.Generator | None = None,
+    ) -> None:
         super().__init__()
         if resolution not in RESOLUTIONS:
             raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {resolution}")
@@ -91,15 +119,30 @@ class StyleGANDiscriminator(nn.Module):
             self.add_module(f"input{b}", DiscriminatorConv(image_channels, self.nf(res), 1, use_wscale=use_wscale))
             if res > INIT_RES:
                 self.add_module(f"layer{2 * b}", DiscriminatorConv(self.nf(res), self.nf(res), use_wscale=use_wscale))
-                self.add_module(f"layer{2 * b + 1}", DiscriminatorConv(
-                    self.nf(res), self.nf(res // 2), down=True, fused=_use_fused(fused_scale, res),
-                    use_wscale=use_wscale))
+                self.add_module(
+                    f"layer{2 * b + 1}",
+                    DiscriminatorConv(
+                        self.nf(res),
+                        self.nf(res // 2),
+                        down=True,
+                        fused=_use_fused(fused_scale, res),
+                        use_wscale=use_wscale,
+                    ),
+                )
             else:
-                self.add_module(f"layer{2 * b}", DiscriminatorConv(
-                    self.nf(res), self.nf(res), mbstd_group_size=minibatch_std_group_size,
-                    mbstd_channels=minibatch_std_channels, use_wscale=use_wscale))
-                self.add_module(f"layer{2 * b + 1}", DenseLayer(self.nf(res) * res * res, self.nf(res // 2),
-                                                                use_wscale=use_wscale))
+                self.add_module(
+                    f"layer{2 * b}",
+                    DiscriminatorConv(
+                        self.nf(res),
+                        self.nf(res),
+                        mbstd_group_size=minibatch_std_group_size,
+                        mbstd_channels=minibatch_std_channels,
+                        use_wscale=use_wscale,
+                    ),
+                )
+                self.add_module(
+                    f"layer{2 * b + 1}", DenseLayer(self.nf(res) * res * res, self.nf(res // 2), use_wscale=use_wscale)
+                )
         hidden = self.nf(INIT_RES // 2)
         if label_size and label_mode == "concat":
             final = DenseLayer(hidden + label_size, 1, gain=1.0, use_wscale=use_wscale, activate=False)
@@ -130,8 +173,9 @@ class StyleGANDiscriminator(nn.Module):
             if label is None:
                 raise ValueError(f"this discriminator is conditional: pass label of shape [N, {self.label_size}]")
             if label.ndim != 2 or tuple(label.shape) != (image.shape[0], self.label_size):
-                raise ValueError(f"label must have shape [{image.shape[0]}, {self.label_size}], "
-                                 f"got {tuple(label.shape)}")
+                raise ValueError(
+                    f"label must have shape [{image.shape[0]}, {self.label_size}], got {tuple(label.shape)}"
+                )
         x = self.input0(image)
         for i in range(2 * self.num_blocks):
             x = getattr(self, f"layer{i}")(x)

@@ -20,6 +20,7 @@ Modes
     bit-for-bit; with a `torch.Generator` every draw comes from it instead.
 * Only level-of-detail 0 (fully grown network) is supported; progressive-growing blends raise.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -30,8 +31,20 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import (SQRT2, Blur, DenseLayer, NoiseInput, StyleAffine, init_weight_, lrelu, normalize_and_modulate,
-                     pixel_norm, reset_all, shift_sum_kernel, weight_multiplier)
+from .layers import (
+    SQRT2,
+    Blur,
+    DenseLayer,
+    NoiseInput,
+    StyleAffine,
+    init_weight_,
+    lrelu,
+    normalize_and_modulate,
+    pixel_norm,
+    reset_all,
+    shift_sum_kernel,
+    weight_multiplier,
+)
 
 RESOLUTIONS = (8, 16, 32, 64, 128, 256, 512, 1024)
 INIT_RES = 4
@@ -62,18 +75,31 @@ class MappingNetwork(nn.Module):
     uses `label_embed_dim = z_dim`; Oh-LoRA's fine-tune v1 uses 16.
     """
 
-    def __init__(self, z_dim: int = 512, hidden_dim: int = 512, out_dim: int = 512, num_layers: int = 8,
-                 label_size: int = 0, label_embed_dim: int | None = None, lr_mul: float = 0.01,
-                 use_wscale: bool = True) -> None:
+    def __init__(
+        self,
+        z_dim: int = 512,
+        hidden_dim: int = 512,
+        out_dim: int = 512,
+        num_layers: int = 8,
+        label_size: int = 0,
+        label_embed_dim: int | None = None,
+        lr_mul: float = 0.01,
+        use_wscale: bool = True,
+    ) -> None:
         super().__init__()
         self.z_dim, self.label_size = z_dim, label_size
         self.label_embed_dim = (z_dim if label_embed_dim is None else label_embed_dim) if label_size else 0
         self.num_layers = num_layers
         for i in range(num_layers):
-            self.add_module(f"dense{i}", DenseLayer(
-                z_dim + self.label_embed_dim if i == 0 else hidden_dim,
-                out_dim if i == num_layers - 1 else hidden_dim,
-                lr_mul=lr_mul, use_wscale=use_wscale))
+            self.add_module(
+                f"dense{i}",
+                DenseLayer(
+                    z_dim + self.label_embed_dim if i == 0 else hidden_dim,
+                    out_dim if i == num_layers - 1 else hidden_dim,
+                    lr_mul=lr_mul,
+                    use_wscale=use_wscale,
+                ),
+            )
         if label_size:
             self.label_weight = nn.Parameter(torch.empty(label_size, self.label_embed_dim))
 
@@ -135,9 +161,18 @@ class Truncation(nn.Module):
 class SynthesisLayer(nn.Module):
     """[const | (2x up) conv3x3 (+ blur)] -> + noise -> + bias -> lrelu -> instance norm -> style."""
 
-    def __init__(self, in_channels: int, out_channels: int, resolution: int, w_dim: int, *,
-                 mode: Literal["const", "conv", "up"], fused: bool = False, use_wscale: bool = True,
-                 fast_upsample: bool | Literal["auto"] = "auto") -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        resolution: int,
+        w_dim: int,
+        *,
+        mode: Literal["const", "conv", "up"],
+        fused: bool = False,
+        use_wscale: bool = True,
+        fast_upsample: bool | Literal["auto"] = "auto",
+    ) -> None:
         super().__init__()
         self.mode, self.fused, self.use_wscale, self.fast_upsample = mode, fused, use_wscale, fast_upsample
         self.bias = nn.Parameter(torch.empty(out_channels))
@@ -158,8 +193,9 @@ class SynthesisLayer(nn.Module):
         else:
             init_weight_(self.weight, self.weight[0].numel(), SQRT2, 1.0, self.use_wscale, generator)
 
-    def forward(self, x: Tensor | None, w: Tensor, randomize_noise: bool = False,
-                generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, x: Tensor | None, w: Tensor, randomize_noise: bool = False, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
         if self.mode == "const":
             x = self.const.expand(w.shape[0], -1, -1, -1)
         else:
@@ -174,8 +210,7 @@ class SynthesisLayer(nn.Module):
                 elif self.fast_upsample is True or (self.fast_upsample == "auto" and x.device.type == "cpu"):
                     # nearest-up + conv3x3 as one transposed conv with the flipped kernel
                     # (same values to ~1e-6, 2.25x fewer multiply-adds).
-                    x = F.conv_transpose2d(x, shift_sum_kernel(weight.flip(2, 3)).transpose(0, 1), stride=2,
-                                           padding=1)
+                    x = F.conv_transpose2d(x, shift_sum_kernel(weight.flip(2, 3)).transpose(0, 1), stride=2, padding=1)
                 else:
                     x = F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), weight, padding=1)
                 x = self.blur(x)
@@ -206,25 +241,43 @@ class ToRGB(nn.Module):
 class SynthesisNetwork(nn.Module):
     """Constant 4x4 input grown to `resolution` by 2 layers per resolution; ToRGB at the end."""
 
-    def __init__(self, resolution: int, w_dim: int = 512, image_channels: int = 3, final_tanh: bool = False,
-                 fused_scale: FusedScale = "auto", use_wscale: bool = True, fmaps_base: int = 16 << 10,
-                 fmaps_max: int = 512, fast_upsample: bool | Literal["auto"] = "auto") -> None:
+    def __init__(
+        self,
+        resolution: int,
+        w_dim: int = 512,
+        image_channels: int = 3,
+        final_tanh: bool = False,
+        fused_scale: FusedScale = "auto",
+        use_wscale: bool = True,
+        fmaps_base: int = 16 << 10,
+        fmaps_max: int = 512,
+        fast_upsample: bool | Literal["auto"] = "auto",
+    ) -> None:
         super().__init__()
         self.resolution, self.w_dim, self.final_tanh = resolution, w_dim, final_tanh
         self.fmaps_base, self.fmaps_max = fmaps_base, fmaps_max
         self.register_buffer("lod", torch.zeros(()))
-        res_list = [INIT_RES * 2 ** i for i in range(int(np.log2(resolution // INIT_RES)) + 1)]
+        res_list = [INIT_RES * 2**i for i in range(int(np.log2(resolution // INIT_RES)) + 1)]
         self.num_layers = 2 * len(res_list)
         for b, res in enumerate(res_list):
             if b == 0:
                 first = SynthesisLayer(self.nf(res), self.nf(res), res, w_dim, mode="const", use_wscale=use_wscale)
             else:
-                first = SynthesisLayer(self.nf(res // 2), self.nf(res), res, w_dim, mode="up",
-                                       fused=_use_fused(fused_scale, res), use_wscale=use_wscale,
-                                       fast_upsample=fast_upsample)
+                first = SynthesisLayer(
+                    self.nf(res // 2),
+                    self.nf(res),
+                    res,
+                    w_dim,
+                    mode="up",
+                    fused=_use_fused(fused_scale, res),
+                    use_wscale=use_wscale,
+                    fast_upsample=fast_upsample,
+                )
             self.add_module(f"layer{2 * b}", first)
-            self.add_module(f"layer{2 * b + 1}", SynthesisLayer(self.nf(res), self.nf(res), res, w_dim, mode="conv",
-                                                                use_wscale=use_wscale))
+            self.add_module(
+                f"layer{2 * b + 1}",
+                SynthesisLayer(self.nf(res), self.nf(res), res, w_dim, mode="conv", use_wscale=use_wscale),
+            )
             self.add_module(f"output{b}", ToRGB(self.nf(res), image_channels, use_wscale))
         self.last_block = len(res_list) - 1
 
@@ -234,8 +287,9 @@ class SynthesisNetwork(nn.Module):
     def reset_own(self, generator: torch.Generator | None = None) -> None:
         self.lod.zero_()
 
-    def forward(self, wp: Tensor, randomize_noise: bool = False,
-                generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    def forward(
+        self, wp: Tensor, randomize_noise: bool = False, generator: torch.Generator | None = None
+    ) -> dict[str, Tensor]:
         out: dict[str, Tensor] = {"wp": wp}
         x = None
         for i in range(self.num_layers):
@@ -259,18 +313,33 @@ class StyleGANGenerator(nn.Module):
     Extra arguments beyond genforce: `label_embed_dim` (label embedding width, default
     `z_space_dim` as genforce), `fast_upsample` (True: non-fused up-sampling layers run as
     one transposed conv instead of nearest-up + conv, same values to ~1e-6 and 2x faster on CPU;
-    False: genforce's literal ops, faster with cuDNN; 'auto' (default): True on CPU only) and `init_generator` (a `torch.Generator` for the initial values; `None` uses the
-    global RNG). `repeat_w=False`, `const_input=False` and
-    `noise_type='channel'` are not implemented.
+    False: genforce's literal ops, faster with cuDNN; 'auto' (default): True on CPU only) and
+    `init_generator` (a `torch.Generator` for the initial values; `None` uses the global RNG).
+    `repeat_w=False`, `const_input=False` and `noise_type='channel'` are not implemented.
     """
 
-    def __init__(self, resolution: int = 256, z_space_dim: int = 512, w_space_dim: int = 512, label_size: int = 0,
-                 mapping_layers: int = 8, mapping_fmaps: int = 512, mapping_lr_mul: float = 0.01,
-                 repeat_w: bool = True, image_channels: int = 3, final_tanh: bool = False, const_input: bool = True,
-                 fused_scale: FusedScale = "auto", use_wscale: bool = True, noise_type: str = "spatial",
-                 fmaps_base: int = 16 << 10, fmaps_max: int = 512, label_embed_dim: int | None = None,
-                 fast_upsample: bool | Literal["auto"] = "auto",
-                 init_generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self,
+        resolution: int = 256,
+        z_space_dim: int = 512,
+        w_space_dim: int = 512,
+        label_size: int = 0,
+        mapping_layers: int = 8,
+        mapping_fmaps: int = 512,
+        mapping_lr_mul: float = 0.01,
+        repeat_w: bool = True,
+        image_channels: int = 3,
+        final_tanh: bool = False,
+        const_input: bool = True,
+        fused_scale: FusedScale = "auto",
+        use_wscale: bool = True,
+        noise_type: str = "spatial",
+        fmaps_base: int = 16 << 10,
+        fmaps_max: int = 512,
+        label_embed_dim: int | None = None,
+        fast_upsample: bool | Literal["auto"] = "auto",
+        init_generator: torch.Generator | None = None,
+    ) -> None:
         super().__init__()
         if resolution not in RESOLUTIONS:
             raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {resolution}")
@@ -279,23 +348,48 @@ class StyleGANGenerator(nn.Module):
             raise NotImplementedError("only repeat_w=True, const_input=True, noise_type='spatial' are supported")
         self.resolution, self.z_space_dim, self.w_space_dim = resolution, z_space_dim, w_space_dim
         self.label_size, self.image_channels = label_size, image_channels
-        self.mapping = MappingNetwork(z_space_dim, mapping_fmaps, w_space_dim, mapping_layers, label_size,
-                                      label_embed_dim, mapping_lr_mul, use_wscale)
+        self.mapping = MappingNetwork(
+            z_space_dim,
+            mapping_fmaps,
+            w_space_dim,
+            mapping_layers,
+            label_size,
+            label_embed_dim,
+            mapping_lr_mul,
+            use_wscale,
+        )
         self.label_embed_dim = self.mapping.label_embed_dim
         self.num_layers = 2 * (int(np.log2(resolution // INIT_RES)) + 1)
         self.truncation = Truncation(w_space_dim, self.num_layers)
-        self.synthesis = SynthesisNetwork(resolution, w_space_dim, image_channels, final_tanh, fused_scale,
-                                          use_wscale, fmaps_base, fmaps_max, fast_upsample)
+        self.synthesis = SynthesisNetwork(
+            resolution,
+            w_space_dim,
+            image_channels,
+            final_tanh,
+            fused_scale,
+            use_wscale,
+            fmaps_base,
+            fmaps_max,
+            fast_upsample,
+        )
         self.reset_parameters(init_generator)
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """Re-draw all weights / noise maps as genforce initialises them (zero `w_avg`, `lod`)."""
         reset_all(self, generator)
 
-    def forward(self, z: Tensor, label: Tensor | None = None, lod: float | None = None,
-                w_moving_decay: float = 0.995, style_mixing_prob: float = 0.9, trunc_psi: float | None = None,
-                trunc_layers: int | None = None, randomize_noise: bool = False,
-                generator: torch.Generator | None = None) -> dict[str, Tensor | None]:
+    def forward(
+        self,
+        z: Tensor,
+        label: Tensor | None = None,
+        lod: float | None = None,
+        w_moving_decay: float = 0.995,
+        style_mixing_prob: float = 0.9,
+        trunc_psi: float | None = None,
+        trunc_layers: int | None = None,
+        randomize_noise: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Tensor | None]:
         """z [N, z_dim] (+ label [N, label_size]) -> dict with 'z' (normalised), 'label', 'w' [N, W],
         'wp' [N, L, W], 'style00'.. [N, 2C], 'image' [N, C, R, R] (raw, roughly [-1, 1]).
 
@@ -318,8 +412,9 @@ class StyleGANGenerator(nn.Module):
         wp = self.truncation(wp, trunc_psi, trunc_layers)
         return {**mapped, **self.synthesis(wp, randomize_noise, generator)}
 
-    def _style_mix(self, z: Tensor, label: Tensor | None, wp: Tensor, prob: float,
-                   generator: torch.Generator | None) -> Tensor:
+    def _style_mix(
+        self, z: Tensor, label: Tensor | None, wp: Tensor, prob: float, generator: torch.Generator | None
+    ) -> Tensor:
         if generator is None:  # genforce's draw order: torch for z, numpy for the coin and cutoff
             new_z = torch.randn_like(z)
             new_w = self.mapping(new_z, label)["w"]
@@ -338,8 +433,9 @@ class StyleGANGenerator(nn.Module):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001
         lod = state_dict.get(prefix + "synthesis.lod")
         if lod is not None and lod.numel() == 1 and float(lod) != 0.0:
-            raise ValueError(f"checkpoint has synthesis.lod={float(lod)}: only fully grown models (lod 0) "
-                             "are supported")
+            raise ValueError(
+                f"checkpoint has synthesis.lod={float(lod)}: only fully grown models (lod 0) are supported"
+            )
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 

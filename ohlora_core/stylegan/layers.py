@@ -10,6 +10,7 @@ Every module has `reset_own(generator)` (its own tensors only): genforce's initi
 drawn from an optional `torch.Generator` so a model can be built reproducibly
 without touching the global RNG.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,8 +31,9 @@ def weight_multiplier(fan_in: int, gain: float, lr_mul: float, use_wscale: bool)
     return lr_mul
 
 
-def init_weight_(weight: Tensor, fan_in: int, gain: float, lr_mul: float, use_wscale: bool,
-                 generator: torch.Generator | None) -> None:
+def init_weight_(
+    weight: Tensor, fan_in: int, gain: float, lr_mul: float, use_wscale: bool, generator: torch.Generator | None
+) -> None:
     """genforce's weight init: `randn / lr_mul` (wscale) or `randn * wscale / lr_mul`."""
     with torch.no_grad():
         noise = torch.randn(weight.shape, generator=generator)
@@ -95,8 +97,16 @@ def minibatch_std(x: Tensor, group_size: int, new_channels: int = 1, eps: float 
 class DenseLayer(nn.Module):
     """Fully connected layer with equalised learning rate (keys `weight`, `bias`)."""
 
-    def __init__(self, in_features: int, out_features: int, *, gain: float = SQRT2, lr_mul: float = 1.0,
-                 use_wscale: bool = True, activate: bool = True) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        gain: float = SQRT2,
+        lr_mul: float = 1.0,
+        use_wscale: bool = True,
+        activate: bool = True,
+    ) -> None:
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self.gain, self.lr_mul, self.use_wscale, self.activate = gain, lr_mul, use_wscale, activate

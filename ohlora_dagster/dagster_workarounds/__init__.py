@@ -7,10 +7,20 @@ postgres.OhloraPostgresStorage (`deploy/dagster-postgres.yaml`), so every proces
 Each module lists the Dagster code it depends on in PINNED (checked against pins.CHECKED_AGAINST; a test
 fails when that code changes). Why each workaround exists: docs/dagster_workarounds.md.
 """
+
 from __future__ import annotations
 
-MODULES = ("pool", "interrupts", "blocked", "recovery", "sqlite", "postgres", "stale", "reexecute",
-           "run_failure")  # each has PINNED
+MODULES = (
+    "pool",
+    "interrupts",
+    "blocked",
+    "recovery",
+    "sqlite",
+    "postgres",
+    "stale",
+    "reexecute",
+    "run_failure",
+)  # each has PINNED
 
 
 def install() -> None:

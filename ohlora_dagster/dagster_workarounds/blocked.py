@@ -2,6 +2,7 @@
 run is dead (`python -m ohlora_dagster.instance doctor`, or `doctor --end RUN_ID` for a run it cannot
 check). Dagster's own "Step blocked by limit for pool" line names neither.
 """
+
 from __future__ import annotations
 
 import functools
@@ -12,8 +13,10 @@ DOCTOR = "python -m ohlora_dagster.instance doctor"
 
 # The Dagster code this relies on, as of pins.CHECKED_AGAINST: {dotted name: (source digest, what to re-check)}
 PINNED = {
-    "dagster._core.execution.plan.active.ActiveExecution.concurrency_event_iterator":
-        ("e825f2aadcb04e9b", "wrapped: still yields the blocked messages, called by every executor's loop?"),
+    "dagster._core.execution.plan.active.ActiveExecution.concurrency_event_iterator": (
+        "e825f2aadcb04e9b",
+        "wrapped: still yields the blocked messages, called by every executor's loop?",
+    ),
 }
 
 
@@ -33,8 +36,7 @@ def blocked_hint(instance, run_id: str, step_key: str, pool: str) -> str:
         if worker_alive(run) is None:
             lines.append(f"{who}. If that run is dead: {DOCTOR} --end {run.run_id}")
         else:
-            lines.append(f"{who}; {step_key} starts when its step {slot.step_key} ends. "
-                         f"If that run is dead: {DOCTOR}")
+            lines.append(f"{who}; {step_key} starts when its step {slot.step_key} ends. If that run is dead: {DOCTOR}")
     if not holders:
         lines.append(f"No run holds a slot now; it is being handed on. If this lasts: {DOCTOR}")
     lines.append("Ctrl-C (or SIGTERM) ends this run as CANCELED.")

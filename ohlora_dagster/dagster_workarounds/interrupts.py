@@ -2,6 +2,7 @@
 withdrawn (Dagster's InstanceConcurrencyContext does that on the way out) and no slot is taken.
 Why Dagster 1.13 ignored them, and what it did with the multiprocess executor: docs/dagster_workarounds.md.
 """
+
 from __future__ import annotations
 
 import functools
@@ -16,20 +17,34 @@ log = logging.getLogger(__name__)
 
 # The Dagster code this relies on, as of pins.CHECKED_AGAINST: {dotted name: (source digest, what to re-check)}
 PINNED = {
-    "dagster._core.execution.plan.active.ActiveExecution.sleep_til_ready":
-        ("bad9225fc3c67290", "wrapped: still only called by the in-process loop, with no step in flight?"),
-    "dagster._core.execution.plan.active.ActiveExecution.sleep_interval":
-        ("f49c9f3e9028a7d1", "still 0 while a claim is pending (the nap sleeps), else the retry wait?"),
-    "dagster._core.execution.plan.active.ActiveExecution.mark_interrupted":
-        ("8cedebabf164d0a7", "wrapped: still what the multiprocess / step-delegating executors call on a signal?"),
-    "dagster._core.execution.plan.execute_plan.inner_plan_execution_iterator":
-        ("87243a56e08e8a6a", "the in-process loop: sleep_til_ready when no step can start, never with one running?"),
-    "dagster._core.executor.multiprocess.MultiprocessExecutor.execute":
-        ("60b1287e2c5b3cd8", "still checks check_for_interrupts() each loop and raises once children are done?"),
-    "dagster._core.execution.api.job_execution_iterator":
-        ("49ba219757f1e583", "an interrupted run that is CANCELING still ends CANCELED?"),
-    "dagster._utils.interrupts.capture_interrupts":
-        ("9092d28bdcd6461b", "a signal still only sets the flag that check_captured_interrupt() reads?"),
+    "dagster._core.execution.plan.active.ActiveExecution.sleep_til_ready": (
+        "bad9225fc3c67290",
+        "wrapped: still only called by the in-process loop, with no step in flight?",
+    ),
+    "dagster._core.execution.plan.active.ActiveExecution.sleep_interval": (
+        "f49c9f3e9028a7d1",
+        "still 0 while a claim is pending (the nap sleeps), else the retry wait?",
+    ),
+    "dagster._core.execution.plan.active.ActiveExecution.mark_interrupted": (
+        "8cedebabf164d0a7",
+        "wrapped: still what the multiprocess / step-delegating executors call on a signal?",
+    ),
+    "dagster._core.execution.plan.execute_plan.inner_plan_execution_iterator": (
+        "87243a56e08e8a6a",
+        "the in-process loop: sleep_til_ready when no step can start, never with one running?",
+    ),
+    "dagster._core.executor.multiprocess.MultiprocessExecutor.execute": (
+        "60b1287e2c5b3cd8",
+        "still checks check_for_interrupts() each loop and raises once children are done?",
+    ),
+    "dagster._core.execution.api.job_execution_iterator": (
+        "49ba219757f1e583",
+        "an interrupted run that is CANCELING still ends CANCELED?",
+    ),
+    "dagster._utils.interrupts.capture_interrupts": (
+        "9092d28bdcd6461b",
+        "a signal still only sets the flag that check_captured_interrupt() reads?",
+    ),
 }
 
 
@@ -43,8 +58,10 @@ def _cancel_if_waiting(active) -> None:
     if run is None or run.is_finished or run.status == dg.DagsterRunStatus.CANCELING:
         return
     steps = ", ".join(sorted(ctx.pending_claim_steps()))
-    message = (f"Interrupted (SIGINT or SIGTERM) while {steps} waited for a pool slot: run {run.run_id} ends as "
-               f"CANCELED and leaves the queue (re-run it: python -m ohlora_dagster.reexecute {run.run_id})")
+    message = (
+        f"Interrupted (SIGINT or SIGTERM) while {steps} waited for a pool slot: run {run.run_id} ends as "
+        f"CANCELED and leaves the queue (re-run it: python -m ohlora_dagster.reexecute {run.run_id})"
+    )
     log.warning("ohlora: %s", message)  # the terminal's copy: a CLI run prints no RUN_CANCELING event
     ctx._instance.report_run_canceling(run, message=message)
 

@@ -2,6 +2,7 @@
 re-implement or rely on the inner workings of. tests/test_instance.py compares them with the installed
 Dagster and names what to re-check when one changed (docs/dagster_workarounds.md, "Upgrading Dagster").
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -2,6 +2,7 @@
 a slot goes to one step only, and a pool's first set-up by two runs at once does not fail one of them.
 The incidents behind each: docs/dagster_workarounds.md.
 """
+
 from __future__ import annotations
 
 import functools
@@ -12,18 +13,30 @@ MAX_NAP = 0.25  # seconds; a multiprocess run also handles its running steps' ev
 # The Dagster code these workarounds wrap, replace or read the insides of, as of pins.CHECKED_AGAINST:
 # {dotted name: (source digest, what to re-check when it changed)}
 PINNED = {
-    "dagster._core.execution.plan.active.ActiveExecution.get_steps_to_execute":
-        ("682e584ce6cbf345", "the nap: still claims, still returns [] while blocked"),
-    "dagster._core.execution.plan.instance_concurrency_context.InstanceConcurrencyContext":
-        ("b8e7057334156c8b", "the nap reads _pending_timeouts and pending_claim_steps()"),
-    "dagster._core.storage.event_log.sql_event_log.SqlEventLogStorage.claim_concurrency_slot":
-        ("cbfe2436f7e3b1e6", "the lost slot: check-then-queue still unguarded?"),
-    "dagster._core.storage.event_log.sql_event_log.SqlEventLogStorage._claim_concurrency_slot":
-        ("7628812bbe08bc3e", "re-implemented in _take_free_slot: same select, same result values"),
-    "dagster._core.storage.event_log.sql_event_log.SqlEventLogStorage.initialize_concurrency_limit_to_default":
-        ("6d44fe17c895aa29", "the set-up race: insert-then-update in one transaction?"),
-    "dagster._core.storage.event_log.sql_event_log.SqlEventLogStorage.assign_pending_steps":
-        ("d7d5d9f84bd42141", "hands free slots to the queue's head (used by _requeue_lost_slot)"),
+    "dagster._core.execution.plan.active.ActiveExecution.get_steps_to_execute": (
+        "682e584ce6cbf345",
+        "the nap: still claims, still returns [] while blocked",
+    ),
+    "dagster._core.execution.plan.instance_concurrency_context.InstanceConcurrencyContext": (
+        "b8e7057334156c8b",
+        "the nap reads _pending_timeouts and pending_claim_steps()",
+    ),
+    "dagster._core.storage.event_log.sql_event_log.SqlEventLogStorage.claim_concurrency_slot": (
+        "cbfe2436f7e3b1e6",
+        "the lost slot: check-then-queue still unguarded?",
+    ),
+    "dagster._core.storage.event_log.sql_event_log.SqlEventLogStorage._claim_concurrency_slot": (
+        "7628812bbe08bc3e",
+        "re-implemented in _take_free_slot: same select, same result values",
+    ),
+    "dagster._core.storage.event_log.sql_event_log.SqlEventLogStorage.initialize_concurrency_limit_to_default": (
+        "6d44fe17c895aa29",
+        "the set-up race: insert-then-update in one transaction?",
+    ),
+    "dagster._core.storage.event_log.sql_event_log.SqlEventLogStorage.assign_pending_steps": (
+        "d7d5d9f84bd42141",
+        "hands free slots to the queue's head (used by _requeue_lost_slot)",
+    ),
 }
 
 
@@ -75,12 +88,12 @@ def _take_free_slot(self, concurrency_key, run_id, step_key):
     from dagster._core.storage.event_log.schema import ConcurrencySlotsTable as slots
     from dagster._utils.concurrency import ConcurrencySlotStatus
 
-    free = db.and_(slots.c.concurrency_key == concurrency_key, slots.c.step_key.is_(None),
-                   slots.c.deleted == False)  # noqa: E712 - SQL, as Dagster writes it
+    free = db.and_(slots.c.concurrency_key == concurrency_key, slots.c.step_key.is_(None), slots.c.deleted == False)  # noqa: E712 - SQL, as Dagster writes it
     with self.index_connection() as conn:
         for (slot_id,) in conn.execute(db.select(slots.c.id).where(free).order_by(slots.c.id)).fetchall():
-            taken = conn.execute(slots.update().values(run_id=run_id, step_key=step_key)
-                                 .where(db.and_(slots.c.id == slot_id, free))).rowcount
+            taken = conn.execute(
+                slots.update().values(run_id=run_id, step_key=step_key).where(db.and_(slots.c.id == slot_id, free))
+            ).rowcount
             if taken:
                 return ConcurrencySlotStatus.CLAIMED
     return ConcurrencySlotStatus.BLOCKED
@@ -129,4 +142,5 @@ def install() -> None:
         Sql._claim_concurrency_slot = _take_free_slot
     if not _installed(Sql.initialize_concurrency_limit_to_default):
         Sql.initialize_concurrency_limit_to_default = _tolerate_concurrent_setup(
-            Sql.initialize_concurrency_limit_to_default)
+            Sql.initialize_concurrency_limit_to_default
+        )

@@ -2,6 +2,7 @@
 gone is ended and its pool slots are freed, at every run start, whenever a step is blocked on a pool, and
 by hand (`python -m ohlora_dagster.instance doctor`). Why Dagster 1.13 needs it: docs/dagster_workarounds.md.
 """
+
 from __future__ import annotations
 
 import logging
@@ -16,16 +17,23 @@ log = logging.getLogger(__name__)
 
 # The Dagster code this relies on, as of pins.CHECKED_AGAINST: {dotted name: (source digest, what to re-check)}
 PINNED = {
-    "dagster._core.storage.event_log.sql_event_log.SqlEventLogStorage.free_concurrency_slots_for_run":
-        ("5881be36a0a96fab", "still frees a run's claimed slots and its queued claims, and hands the slots on?"),
-    "dagster._core.storage.event_log.sql_event_log.SqlEventLogStorage.get_concurrency_run_ids":
-        ("03854335cddce114", "still every run with a row in the pending-steps table (holding or waiting)?"),
-    "dagster._core.storage.runs.sql_run_storage.SqlRunStorage.handle_run_event":
-        ("1c95c3b77926acd3", "RUN_START still arrives here from the run's own process (the tag is written then)?"),
+    "dagster._core.storage.event_log.sql_event_log.SqlEventLogStorage.free_concurrency_slots_for_run": (
+        "5881be36a0a96fab",
+        "still frees a run's claimed slots and its queued claims, and hands the slots on?",
+    ),
+    "dagster._core.storage.event_log.sql_event_log.SqlEventLogStorage.get_concurrency_run_ids": (
+        "03854335cddce114",
+        "still every run with a row in the pending-steps table (holding or waiting)?",
+    ),
+    "dagster._core.storage.runs.sql_run_storage.SqlRunStorage.handle_run_event": (
+        "1c95c3b77926acd3",
+        "RUN_START still arrives here from the run's own process (the tag is written then)?",
+    ),
 }
 
 
 # --- who runs a run --------------------------------------------------------------------------
+
 
 def _process_start(pid: int) -> str | None:
     """The start time of live process `pid` (clock ticks since boot), None if there is none.
@@ -75,8 +83,10 @@ def describe_worker(run: dg.DagsterRun) -> str:
 
 # --- recovery --------------------------------------------------------------------------------
 
-def recover_dead_runs(instance: dg.DagsterInstance, dry_run: bool = False,
-                      end: frozenset[str] = frozenset()) -> list[str]:
+
+def recover_dead_runs(
+    instance: dg.DagsterInstance, dry_run: bool = False, end: frozenset[str] = frozenset()
+) -> list[str]:
     """End in-progress runs whose process is gone and free the pool slots of runs that are over.
 
     `end`: run ids to treat as dead whatever their tag says (the caller checks they are not alive here).
@@ -88,10 +98,14 @@ def recover_dead_runs(instance: dg.DagsterInstance, dry_run: bool = False,
         if run.run_id not in end and worker_alive(run) is not False:
             continue
         canceling = run.status == dg.DagsterRunStatus.CANCELING
-        why = (f"asked to end it ({describe_worker(run)})" if run.run_id in end
-               else f"its process {run.tags[WORKER_TAG]} is gone")
-        fixes.append(f"run {run.run_id} ({run.job_name}): {run.status.value}, {why} "
-                     f"-> {'CANCELED' if canceling else 'FAILURE'}")
+        why = (
+            f"asked to end it ({describe_worker(run)})"
+            if run.run_id in end
+            else f"its process {run.tags[WORKER_TAG]} is gone"
+        )
+        fixes.append(
+            f"run {run.run_id} ({run.job_name}): {run.status.value}, {why} -> {'CANCELED' if canceling else 'FAILURE'}"
+        )
         dead.add(run.run_id)
         if not dry_run:
             message = f"Ended by ohlora's dead-run recovery: {why} (killed or crashed)."
@@ -124,6 +138,7 @@ def recover_quietly(storage) -> list[str]:
 
 
 # --- what the storage classes add ------------------------------------------------------------
+
 
 class RecordsWorker:
     """Run storage mixin: Dagster records no process for a CLI run, so a killed run looks alive forever.

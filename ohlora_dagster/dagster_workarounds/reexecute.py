@@ -2,14 +2,17 @@
 directory, job name), as Dagster's run worker rebuilds it: what `python -m ohlora_dagster.reexecute`
 re-executes, since Dagster 1.13's CLI has no re-execute command.
 """
+
 from __future__ import annotations
 
 import dagster as dg
 
 # The Dagster code this relies on, as of pins.CHECKED_AGAINST: {dotted name: (source digest, what to re-check)}
 PINNED = {
-    "dagster._utils.hosted_user_process.recon_job_from_origin":
-        ("a53a3902cce7a134", "still rebuilds a ReconstructableJob from DagsterRun.job_code_origin?"),
+    "dagster._utils.hosted_user_process.recon_job_from_origin": (
+        "a53a3902cce7a134",
+        "still rebuilds a ReconstructableJob from DagsterRun.job_code_origin?",
+    ),
 }
 
 

@@ -1,11 +1,14 @@
 """A run the preflight refuses ends FAILURE with our message alone: Dagster turns an exception raised by an
 executor into "An exception was thrown during execution" plus a stack trace, which an expected mistake must
 not show. Story: docs/dagster_workarounds.md#a-refused-run-without-a-stack-trace"""
+
 from __future__ import annotations
 
 PINNED = {
-    "dagster._core.execution.api.job_execution_iterator":
-        ("49ba219757f1e583", "an interrupt of a run already in FAILURE still logs an engine event, not a failure?"),
+    "dagster._core.execution.api.job_execution_iterator": (
+        "49ba219757f1e583",
+        "an interrupt of a run already in FAILURE still logs an engine event, not a failure?",
+    ),
 }
 
 

@@ -2,6 +2,7 @@
 created under a lock, with dead-run recovery, and the one place (with postgres.py) that installs the
 workarounds of this package into the process. Stories: docs/dagster_workarounds.md.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -23,10 +24,14 @@ from ohlora_dagster.dagster_workarounds.recovery import RecordsWorker, RecoversW
 
 # The Dagster code this relies on, as of pins.CHECKED_AGAINST: {dotted name: (source digest, what to re-check)}
 PINNED = {
-    "dagster._core.storage.sqlite_storage.DagsterSqliteStorage.__init__":
-        ("bcf5aa27a5dd083f", "re-implemented in OhloraSqliteStorage.__init__: same three storages, same folders?"),
-    "dagster._core.storage.sqlite_storage.DagsterSqliteStorage.from_local":
-        ("ef1249f539d72156", "still creates base_dir and calls cls(base_dir, inst_data=...)?"),
+    "dagster._core.storage.sqlite_storage.DagsterSqliteStorage.__init__": (
+        "bcf5aa27a5dd083f",
+        "re-implemented in OhloraSqliteStorage.__init__: same three storages, same folders?",
+    ),
+    "dagster._core.storage.sqlite_storage.DagsterSqliteStorage.from_local": (
+        "ef1249f539d72156",
+        "still creates base_dir and calls cls(base_dir, inst_data=...)?",
+    ),
 }
 
 

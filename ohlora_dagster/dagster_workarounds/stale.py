@@ -1,6 +1,7 @@
 """Which assets are stale, and why: Dagster's own stale-status resolver (what the UI's "Unsynced" badges
 show), which 1.13 offers only as an internal. Used by `python -m ohlora_dagster.stale`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -9,10 +10,14 @@ import dagster as dg
 
 # The Dagster code this relies on, as of pins.CHECKED_AGAINST: {dotted name: (source digest, what to re-check)}
 PINNED = {
-    "dagster._utils.test.data_versions.get_stale_status_resolver":
-        ("8083cc7ab78d5401", "re-implemented in _resolver for a resolved asset graph: same construction?"),
-    "dagster._core.definitions.data_version.CachingStaleStatusResolver.get_stale_causes":
-        ("45fc96e0b7cd8417", "causes still carry .category and .reason?"),
+    "dagster._utils.test.data_versions.get_stale_status_resolver": (
+        "8083cc7ab78d5401",
+        "re-implemented in _resolver for a resolved asset graph: same construction?",
+    ),
+    "dagster._core.definitions.data_version.CachingStaleStatusResolver.get_stale_causes": (
+        "45fc96e0b7cd8417",
+        "causes still carry .category and .reason?",
+    ),
 }
 
 
@@ -24,8 +29,11 @@ def _resolver(instance: dg.DagsterInstance, graph):
     from dagster._core.definitions.data_version import CachingStaleStatusResolver
     from dagster._time import get_current_datetime
 
-    view = AssetGraphView(temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
-                          instance=instance, asset_graph=graph)
+    view = AssetGraphView(
+        temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
+        instance=instance,
+        asset_graph=graph,
+    )
     return CachingStaleStatusResolver(instance=instance, asset_graph=graph, loading_context=view)
 
 
