@@ -9,6 +9,26 @@ class UsageError(ValueError):
     """A request the command cannot answer as given (a missing asset or file): exit status 2, one line."""
 
 
+STORAGE_HELP = "storage root (default: $OHLORA_STORAGE or the repository's storage/)"
+MODE_HELP = "which artifacts (auto: full if the real StyleGAN checkpoint is present, else smoke)"
+
+
+def add_storage_arguments(parser, mode_default: str | None = "auto") -> None:
+    """--storage and --mode, as every command reads them (`layout`)."""
+    parser.add_argument("--storage", help=STORAGE_HELP)
+    parser.add_argument("--mode", default=mode_default, choices=("auto", "full", "smoke"), help=MODE_HELP)
+
+
+def add_server_arguments(parser, port: int) -> None:
+    """--port and --host of a local page; the host is checked (loopback only) by ohlora_core.local_server."""
+    parser.add_argument("--port", type=int, default=port, help=f"port to listen on (default {port})")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="loopback address to bind: 127.0.0.1 (default), localhost or ::1; others are refused",
+    )
+
+
 def layout(storage: str | None, mode: str) -> StorageLayout:
     """The storage layout a command reads: --storage (else $OHLORA_STORAGE, else the repository's storage/)
     and --mode (auto: full when the real StyleGAN checkpoint is present, else smoke — the pipeline's rule)."""

@@ -22,7 +22,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from ohlora_core.cli.common import UsageError, layout, require_current
+from ohlora_core.cli.common import UsageError, add_storage_arguments, layout, require_current
 from ohlora_core.finetune.request import (
     MAX_BATCH,
     MAX_IMAGES,
@@ -316,12 +316,7 @@ def add_parser(sub) -> None:
     )
     gen.add_argument("--batch", type=int, help=f"batch size, 1 to {MAX_BATCH} (default 4, as the original)")
     gen.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
-    gen.add_argument("--storage", help="storage root (default: $OHLORA_STORAGE or the repository's storage/)")
-    gen.add_argument(
-        "--mode",
-        choices=("auto", "full", "smoke"),
-        help="which artifacts to take the generator from (auto: full if present, else smoke)",
-    )
+    add_storage_arguments(gen, mode_default=None)  # None: a --request names its own
     gen.set_defaults(func=lambda args: _run(gen, args))
 
 

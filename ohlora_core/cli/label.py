@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from ohlora_core.cli.common import current, layout
+from ohlora_core.cli.common import add_server_arguments, add_storage_arguments, current, layout
 from ohlora_core.layout import StorageLayout, storage_root
 
 
@@ -77,12 +77,7 @@ def add_parser(sub) -> None:
         "Exit status 2: a usage error (non-loopback --host, port in use, a broken or "
         "refused label file), said in one line.",
     )
-    lab.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765)")
-    lab.add_argument(
-        "--host",
-        default="127.0.0.1",
-        help="loopback address to bind: 127.0.0.1 (default), localhost or ::1; others are refused",
-    )
+    add_server_arguments(lab, port=8765)
     lab.add_argument("--expected", type=int, default=2000, help="labels wanted (the progress counter; default 2,000)")
     lab.add_argument(
         "--csv",
@@ -90,6 +85,5 @@ def add_parser(sub) -> None:
         "gender.csv in full mode, <storage>/labels/smoke/... in smoke mode; the full-mode "
         "file is refused for smoke images)",
     )
-    lab.add_argument("--storage", help="storage root (default: $OHLORA_STORAGE or the repository's storage/)")
-    lab.add_argument("--mode", default="auto", choices=("auto", "full", "smoke"))
+    add_storage_arguments(lab)
     lab.set_defaults(func=label_command)

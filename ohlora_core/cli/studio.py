@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ohlora_core.cli.common import layout
+from ohlora_core.cli.common import add_server_arguments, add_storage_arguments, layout
 
 
 class NothingToShow(ValueError):
@@ -79,22 +79,11 @@ def add_parser(sub) -> None:
         "variation strip, and export (images + request.json, reproducible by "
         "`ohlora generate`). Exit status 2: a usage error, said in one line.",
     )
-    studio.add_argument("--port", type=int, default=8766, help="port to listen on (default 8766)")
-    studio.add_argument(
-        "--host",
-        default="127.0.0.1",
-        help="loopback address to bind: 127.0.0.1 (default), localhost or ::1; others are refused",
-    )
+    add_server_arguments(studio, port=8766)
     studio.add_argument("--device", default="auto", help="auto (default: cuda when available), cpu, cuda, cuda:1 ...")
     studio.add_argument(
         "--exports",
         help="folder for exports (default <storage>/exports/<mode>/); each export is a new studio-<time>/ folder in it",
     )
-    studio.add_argument("--storage", help="storage root (default: $OHLORA_STORAGE or the repository's storage/)")
-    studio.add_argument(
-        "--mode",
-        default="auto",
-        choices=("auto", "full", "smoke"),
-        help="which artifacts (auto: full if the real StyleGAN checkpoint is present, else smoke)",
-    )
+    add_storage_arguments(studio)
     studio.set_defaults(func=studio_command)

@@ -4,6 +4,7 @@ entry point `ohlora_core.finetune.train`; run config fields left unset are the o
 mode: a couple of small steps, `presets.py`)."""
 
 import dataclasses
+import functools
 
 import dagster as dg
 from pydantic import Field
@@ -23,6 +24,8 @@ from ohlora_core.pipeline import finetune
 from ohlora_dagster.gpu import gpu_asset
 from ohlora_dagster.presets import resolve
 from ohlora_dagster.resources import ArtifactStore, RunSettings, mode_of
+
+finetune_asset = functools.partial(gpu_asset, group_name="finetune", kinds={"pytorch"})
 
 
 class GanFinetuneConfig(dg.Config):
@@ -154,9 +157,7 @@ def train_version(
     return store.publish(context, stage, finetune.finetune(run, variant, stage, start=start, **inputs, **params))
 
 
-@gpu_asset(
-    group_name="finetune",
-    kinds={"pytorch"},
+@finetune_asset(
     description="StyleGAN-FineTune-v1: GAN fine-tuning of the "
     "mapping network on the 7 v1 property scores, and its discriminator.",
 )
@@ -182,9 +183,7 @@ def stylegan_finetune_v1(
     )
 
 
-@gpu_asset(
-    group_name="finetune",
-    kinds={"pytorch"},
+@finetune_asset(
     description="StyleGAN-FineTune-v4: v1 re-trained (GAN) on eyes, mouth and pose from the property-score CNN.",
 )
 def stylegan_finetune_v4(
@@ -209,9 +208,7 @@ def stylegan_finetune_v4(
     )
 
 
-@gpu_asset(
-    group_name="finetune",
-    kinds={"pytorch"},
+@finetune_asset(
     description="StyleGAN-FineTune-v2: v1's generator trained "
     "through the property-score CNN on random labels (the original's failed attempt, kept to show what it does).",
 )
@@ -235,9 +232,7 @@ def stylegan_finetune_v2(
     )
 
 
-@gpu_asset(
-    group_name="finetune",
-    kinds={"pytorch"},
+@finetune_asset(
     description="StyleGAN-FineTune-v3: conditional VAE: an encoder + "
     "v1's generator as decoder, trained so the property CNN sees the requested eyes/mouth/pose (the version the "
     "original adopted).",
@@ -268,9 +263,7 @@ def stylegan_finetune_v3(
     )
 
 
-@gpu_asset(
-    group_name="finetune",
-    kinds={"pytorch"},
+@finetune_asset(
     description="The original's final images: 20 images around "
     "v3's passing z (0.3 noise), eyes 1.8, mouth 1.6, pose -1.2 (other versions and values: `ohlora generate`).",
 )
